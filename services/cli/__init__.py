@@ -1,0 +1,1 @@
+"""The `prepull` command-line tool for users."""

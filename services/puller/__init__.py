@@ -1,0 +1,1 @@
+"""The puller: the per-node agent that pulls images through the container runtime (CRI)."""
