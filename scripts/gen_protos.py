@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import os
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,10 @@ def generate(out: Path) -> None:
         f"--mypy_grpc_out={out}",
         *files,
     ]
-    subprocess.run(cmd, check=True, cwd=PROTOS)
+    # protoc finds the mypy plugins (protoc-gen-mypy, protoc-gen-mypy_grpc) on PATH; they are installed next to
+    # this interpreter, which need not be on PATH when the venv is not activated (`.venv/bin/python ...`).
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    subprocess.run(cmd, check=True, cwd=PROTOS, env=env)
     top_packages = {Path(f).parts[0] for f in files}
     for path in sorted(out.rglob("*.py*")):
         _rewrite_imports(path, top_packages)

@@ -1,0 +1,6 @@
+"""Test-wide configuration: fixtures for the real local-cluster components are pytest plugins in tests/support."""
+
+pytest_plugins = [
+    "tests.support.controlplane_fixtures",
+    "tests.support.node_fixtures",
+]

@@ -1,0 +1,1 @@
+"""Test-only support: fixtures for the real components, builders."""
