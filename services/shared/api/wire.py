@@ -17,7 +17,8 @@ that OpenKruise clients use, so that what a Go client writes round-trips unchang
 * Keys we do not model are kept in `extra` at every level and written back on output, so a newer
   schema (or another controller's field) survives a read-modify-write by an older binary.
 * Timestamps are `datetime`s (see `timefmt`); lists are tuples and maps are read-only mappings.
-  `from_dict` and `to_dict` copy, so neither side shares mutable state with the other.
+  `from_dict` and `to_dict` copy, so neither side shares mutable state with the other. Values compare by
+  content; those holding a mapping are not hashable (key sets by name or UID instead).
 
 Supported annotations: `str`, `int`, `bool`, `datetime`, `WireObject` subclasses, `tuple[X, ...]`,
 `Mapping[str, X]`, `int | str` (IntOrString), `Any` (raw JSON) and `X | None`.
