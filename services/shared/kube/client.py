@@ -49,7 +49,9 @@ class ClientSettings:
     """Shown in apiserver audit logs and metrics; set it to the service name."""
 
 
-def from_kubeconfig(path: str | os.PathLike[str] | None, *, settings: ClientSettings | None = None) -> kubernetes.client.ApiClient:
+def from_kubeconfig(
+    path: str | os.PathLike[str] | None, *, settings: ClientSettings | None = None
+) -> kubernetes.client.ApiClient:
     """An `ApiClient` for a kubeconfig file, or for the in-cluster ServiceAccount when `path` is empty.
 
     Args:

@@ -22,7 +22,8 @@ Watch streams report failures as ERROR events that carry a `Status` object inste
 `from_status()` turns those into the same tree, so a 410 is a `Gone` however it arrived.
 
 `AlreadyExists` is deliberately not a `Conflict`: a conflict means "re-read and try again", an existing
-name never goes away by retrying. Messages are cut to a bounded length so one odd response (an HTML error
+name never goes away by retrying. Class names are the apiserver's `StatusReason`s (`NotFound`, not
+`NotFoundError`), so they read like the Status they stand for. Messages are cut to a bounded length so one odd response (an HTML error
 page from a proxy) cannot flood the logs; the apiserver's Status messages never contain credentials.
 """
 
@@ -90,35 +91,35 @@ class KubeError(Exception):
         return f"{prefix}: {self.message}"
 
 
-class BadRequest(KubeError):
+class BadRequest(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """400: the request itself is malformed; retrying will not help."""
 
 
-class Unauthorized(KubeError):
+class Unauthorized(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """401: no valid credentials; a rotated token that was not re-read looks like this."""
 
 
-class Forbidden(KubeError):
+class Forbidden(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """403: authorization denied it (RBAC), or admission forbade it (e.g. a terminating namespace)."""
 
 
-class NotFound(KubeError):
+class NotFound(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """404: the object, its namespace, or the resource type does not exist."""
 
 
-class Conflict(KubeError):
+class Conflict(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """409 Conflict: someone wrote the object since we read it, or a uid/resourceVersion precondition failed."""
 
 
-class AlreadyExists(KubeError):
+class AlreadyExists(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """409 AlreadyExists: a create hit a name that is taken."""
 
 
-class Gone(KubeError):
+class Gone(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """410 Gone / reason Expired: the resourceVersion (or continue token) is older than the server keeps."""
 
 
-class Invalid(KubeError):
+class Invalid(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """422: the object fails validation; `causes` lists each field and the apiserver's message."""
 
     def __str__(self) -> str:
@@ -126,7 +127,7 @@ class Invalid(KubeError):
         return f"{super().__str__()}" + (f" [{details}]" if details and details not in self.message else "")
 
 
-class TooManyRequests(KubeError):
+class TooManyRequests(KubeError):  # noqa: N818 - named after the Kubernetes StatusReason
     """429: the apiserver's priority and fairness shed the request; back off and retry."""
 
 
