@@ -23,8 +23,9 @@ Watch streams report failures as ERROR events that carry a `Status` object inste
 
 `AlreadyExists` is deliberately not a `Conflict`: a conflict means "re-read and try again", an existing
 name never goes away by retrying. Class names are the apiserver's `StatusReason`s (`NotFound`, not
-`NotFoundError`), so they read like the Status they stand for. Messages are cut to a bounded length so one odd response (an HTML error
-page from a proxy) cannot flood the logs; the apiserver's Status messages never contain credentials.
+`NotFoundError`), so they read like the Status they stand for. Messages are cut to a bounded length so one
+odd response (an HTML error page from a proxy) cannot flood the logs; the apiserver's Status messages never
+contain credentials.
 """
 
 from __future__ import annotations

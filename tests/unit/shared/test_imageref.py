@@ -60,7 +60,9 @@ VALID = [
     pytest.param(f"nginx@{SHA256}", "docker.io", "library/nginx", None, SHA256, "nginx", id="digest-only"),
     pytest.param(f"nginx@{SHA512}", "docker.io", "library/nginx", None, SHA512, "nginx", id="digest-sha512"),
     # Registry detection: a dot, a colon, or localhost.
-    pytest.param("quay.io/coreos/etcd:v3.5.0", "quay.io", "coreos/etcd", "v3.5.0", None, "quay.io/coreos/etcd", id="dot"),
+    pytest.param(
+        "quay.io/coreos/etcd:v3.5.0", "quay.io", "coreos/etcd", "v3.5.0", None, "quay.io/coreos/etcd", id="dot"
+    ),
     pytest.param("localhost/foo", "localhost", "foo", "latest", None, "localhost/foo", id="localhost"),
     pytest.param(
         "localhost:5000/a/b:c", "localhost:5000", "a/b", "c", None, "localhost:5000/a/b", id="localhost-with-port"
@@ -78,7 +80,9 @@ VALID = [
     pytest.param("My-Registry.com/x", "My-Registry.com", "x", "latest", None, "My-Registry.com/x", id="host-case-kept"),
     pytest.param("host:1/x", "host:1", "x", "latest", None, "host:1/x", id="colon-makes-a-host"),
     # Repository and tag grammar edges.
-    pytest.param("a__b/c-d/e---f/g.h/i_j", "docker.io", "a__b/c-d/e---f/g.h/i_j", "latest", None, None, id="separators"),
+    pytest.param(
+        "a__b/c-d/e---f/g.h/i_j", "docker.io", "a__b/c-d/e---f/g.h/i_j", "latest", None, None, id="separators"
+    ),
     pytest.param("x:_tag", "docker.io", "library/x", "_tag", None, "x", id="tag-starts-with-underscore"),
     pytest.param("x:A-b.C_9", "docker.io", "library/x", "A-b.C_9", None, "x", id="tag-mixed-case"),
     pytest.param("x:" + "t" * 128, "docker.io", "library/x", "t" * 128, None, "x", id="tag-128-characters"),
@@ -227,10 +231,14 @@ INVALID = [
     pytest.param("ubuntu:-x", "the tag '-x' must start with a letter, digit or '_'", id="tag-leading-dash"),
     pytest.param("ubuntu:.x", "the tag '.x' must start with a letter, digit or '_'", id="tag-leading-dot"),
     pytest.param(
-        "ubuntu:v1!", "the tag 'v1!' may contain only letters, digits, '_', '.' and '-' (no '/' or spaces)", id="tag-bang"
+        "ubuntu:v1!",
+        "the tag 'v1!' may contain only letters, digits, '_', '.' and '-' (no '/' or spaces)",
+        id="tag-bang",
     ),
     pytest.param(
-        "ubuntu:a:b", "the tag 'a:b' may contain only letters, digits, '_', '.' and '-' (no '/' or spaces)", id="two-tags"
+        "ubuntu:a:b",
+        "the tag 'a:b' may contain only letters, digits, '_', '.' and '-' (no '/' or spaces)",
+        id="two-tags",
     ),
     pytest.param("ubuntu:" + "t" * 129, "the tag is 129 characters long; at most 128 are allowed", id="tag-too-long"),
     pytest.param("ubuntu:a/b", "the registry port 'a' must be a number", id="tag-with-slash-reads-as-port"),

@@ -1,0 +1,258 @@
+"""List + watch one resource into a `store.Store` and tell handlers what changed, like client-go's informer.
+
+The loop, on its own thread:
+
+1. List (all pages) and replace the store; handlers hear the difference (`store.diff`), including
+   synthetic deletes for objects that disappeared while we were not watching. The first list marks the
+   informer synced.
+2. Watch from the list's resourceVersion with bookmarks on, so quiet periods still advance our
+   resourceVersion, and with a server-side `timeoutSeconds` drawn between two bounds: every connection is
+   recycled after a few minutes (a silently stuck one cannot last), and many informers do not reconnect in
+   step. A watch that ends normally is reopened from the last resourceVersion seen, without listing.
+3. When the server says our resourceVersion is too old (410 Gone, as an HTTP status or as an ERROR event
+   in the stream), forget it and go back to 1.
+4. Any other failure (connection refused while the apiserver restarts, 5xx, 429) waits an exponential,
+   jittered, capped back-off and retries: a watch from the last resourceVersion if we have one.
+
+Handlers run on the informer thread, one event at a time, in order. They must be quick (typically: put a
+key on a work queue) and must not modify the objects they are given. A handler that raises is logged and
+does not stop the informer. There is no periodic resync unless `resync_interval` is set: level-triggered
+controllers requeue themselves, and a resync at thousands of objects is load for nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from services.shared.kube import backoff, errors, objects, store, watching
+from services.shared.kube.resources import Resource
+
+logger = logging.getLogger(__name__)
+
+RawObject = objects.RawObject
+
+
+@dataclass(frozen=True)
+class InformerSettings:
+    """Timing of the list/watch loop. Defaults follow client-go's reflector."""
+
+    watch_timeout_min: int = 300
+    """Shortest server-side watch timeout, in seconds (client-go: 5 min)."""
+
+    watch_timeout_max: int = 600
+    """Longest; each watch picks uniformly between the two, so reconnects spread out."""
+
+    backoff: backoff.BackoffPolicy = field(default_factory=backoff.BackoffPolicy)
+    """Wait between failed attempts: 0.8 s doubling to 30 s, +20 % jitter (client-go: 0.8 s to 30 s)."""
+
+    resync_interval: float | None = None
+    """Seconds between deliveries of on_update(obj, obj) for every stored object; None (default) for never."""
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """Callbacks for changes; any may be None."""
+
+    on_add: Callable[[RawObject], None] | None = None
+    on_update: Callable[[RawObject, RawObject], None] | None = None
+    """Called with (old, new)."""
+    on_delete: Callable[[RawObject], None] | None = None
+    """Called with the last state we know: the final object from the watch, or our copy after a re-list."""
+
+
+class Informer:
+    """Keeps `store` in step with the objects of one resource that match the selectors.
+
+    Args:
+        api: where to list and watch.
+        resource: what to watch.
+        namespace: only this namespace; None for all (or for cluster-scoped resources).
+        label_selector: e.g. "app=puller,tier!=test".
+        field_selector: e.g. "metadata.name=node-1" (the puller watches only its own NodeImage).
+        settings: timing; defaults when None.
+        rng: random source for timeouts and jitter (seed it in tests).
+    """
+
+    def __init__(
+        self,
+        api: objects.ObjectApi,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        settings: InformerSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._api = api
+        self._resource = resource
+        self._namespace = namespace
+        self._label_selector = label_selector
+        self._field_selector = field_selector
+        self._settings = settings or InformerSettings()
+        self._rng = rng or random.Random()
+        self._backoff = backoff.Backoff(self._settings.backoff, self._rng)
+        self.store = store.Store()
+        self._handlers: list[Handlers] = []
+        self._dispatch_lock = threading.RLock()
+        self._stream_lock = threading.Lock()
+        self._stream: watching.WatchStream | None = None
+        self._stopping = threading.Event()
+        self._synced = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.resource_version: str | None = None
+        """The last resourceVersion seen (list, event or bookmark); None when the next step is a list."""
+        self.relists = 0
+        """How many lists were done: 1 after the first sync, +1 for each 410 or unresumable gap."""
+
+    def __repr__(self) -> str:
+        selectors = ",".join(s for s in (self._label_selector, self._field_selector) if s)
+        where = f" in {self._namespace}" if self._namespace else ""
+        return f"Informer({self._resource.plural}{where}{f' [{selectors}]' if selectors else ''})"
+
+    def add_handlers(self, handlers: Handlers) -> None:
+        """Register callbacks; added after start, they first get on_add for every stored object."""
+        with self._dispatch_lock:
+            if handlers.on_add is not None:
+                for obj in self.store.list():
+                    self._call(handlers.on_add, obj)
+            self._handlers.append(handlers)
+
+    def start(self) -> None:
+        """Start the list/watch thread (and the resync thread, if configured). Call once."""
+        if self._threads:
+            raise RuntimeError(f"{self!r} already started")
+        self._threads.append(threading.Thread(target=self._run, name=repr(self), daemon=True))
+        if self._settings.resync_interval:
+            self._threads.append(threading.Thread(target=self._resync, name=f"{self!r} resync", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching (closing an open watch at once) and wait up to `timeout` seconds for the threads."""
+        self._stopping.set()
+        with self._stream_lock:
+            if self._stream is not None:
+                self._stream.close()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def has_synced(self) -> bool:
+        """True once the first list has been stored and delivered to the handlers."""
+        return self._synced.is_set()
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool:
+        """Block until synced or `timeout` seconds passed; returns `has_synced()`."""
+        return self._synced.wait(timeout)
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if self.resource_version is None:
+                    self._relist()
+                self._watch()
+            except errors.KubeError as error:
+                self._after_failure(error)
+            except Exception:
+                logger.exception("%r: unexpected failure; retrying", self)
+                self._stopping.wait(self._backoff.next())
+
+    def _after_failure(self, error: errors.KubeError) -> None:
+        if self._stopping.is_set():
+            return
+        delay = self._backoff.next()
+        if errors.needs_relist(error):
+            logger.info("%r: resourceVersion %s expired (%s); listing again", self, self.resource_version, error)
+            self.resource_version = None
+        else:
+            logger.warning("%r: %s; retrying in %.1fs", self, error, delay)
+        self._stopping.wait(delay)
+
+    def _relist(self) -> None:
+        listed = self._api.list(
+            self._resource,
+            namespace=self._namespace,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
+        )
+        with self._dispatch_lock:
+            changes = self.store.replace(listed.items)
+            self._deliver(changes)
+        self.resource_version = listed.resource_version
+        self.relists += 1
+        self._synced.set()
+        logger.debug("%r: listed %d objects at resourceVersion %s", self, len(listed.items), self.resource_version)
+
+    def _watch(self) -> None:
+        settings = self._settings
+        stream = self._api.watch(
+            self._resource,
+            namespace=self._namespace,
+            label_selector=self._label_selector,
+            field_selector=self._field_selector,
+            resource_version=self.resource_version,
+            timeout_seconds=self._rng.randint(settings.watch_timeout_min, settings.watch_timeout_max),
+            allow_bookmarks=True,
+        )
+        with self._stream_lock:
+            self._stream = stream
+        try:
+            if self._stopping.is_set():
+                return
+            for event in stream:
+                self._apply(event)
+                self._backoff.reset()
+            self._backoff.reset()
+        finally:
+            with self._stream_lock:
+                self._stream = None
+            stream.close()
+
+    def _apply(self, event: watching.WatchEvent) -> None:
+        if event.type == watching.BOOKMARK:
+            self.resource_version = event.resource_version or self.resource_version
+            return
+        with self._dispatch_lock:
+            if event.type in (watching.ADDED, watching.MODIFIED):
+                old = self.store.upsert(event.object)
+                self._deliver(
+                    store.Changes(added=[event.object]) if old is None else store.Changes(updated=[(old, event.object)])
+                )
+            elif event.type == watching.DELETED:
+                self.store.remove(objects.object_key(event.object))
+                self._deliver(store.Changes(deleted=[event.object]))
+            else:
+                logger.warning("%r: ignoring watch event of unknown type %s", self, event.type)
+        self.resource_version = event.resource_version or self.resource_version
+
+    def _resync(self) -> None:
+        interval = self._settings.resync_interval or 0.0
+        while not self._stopping.wait(interval):
+            with self._dispatch_lock:
+                self._deliver(store.Changes(updated=[(obj, obj) for obj in self.store.list()]))
+
+    # --- handlers --------------------------------------------------------------------------------------
+
+    def _deliver(self, changes: store.Changes) -> None:
+        for handlers in self._handlers:
+            if handlers.on_add is not None:
+                for obj in changes.added:
+                    self._call(handlers.on_add, obj)
+            if handlers.on_update is not None:
+                for old, new in changes.updated:
+                    self._call(handlers.on_update, old, new)
+            if handlers.on_delete is not None:
+                for obj in changes.deleted:
+                    self._call(handlers.on_delete, obj)
+
+    def _call(self, handler: Callable[..., None], *args: RawObject) -> None:
+        try:
+            handler(*args)
+        except Exception:
+            logger.exception("%r: handler %r failed", self, handler)
