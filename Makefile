@@ -35,7 +35,7 @@ protos: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services localcluster scripts tests
+	$(VENV)/bin/mypy services localcluster scripts tests bench
 	$(PY) scripts/gen_protos.py --check
 
 test: deps lint

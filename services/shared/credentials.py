@@ -11,9 +11,10 @@ unchanged, and pick the same credentials for the same image. So this module foll
 * Each registry entry may hold `auth` (base64 of `username:password`, padded or not; it wins over
   `username`/`password`), `username`/`password`, and `identitytoken`/`registrytoken`, which CRI accepts
   although the kubelet ignores them. Entries with none of these are skipped: `docker login` with a credential
-  store writes such empty entries, and the kubelet effectively ignores them too.
+  store writes such empty entries (the kubelet would send them as an empty, i.e. anonymous, login).
 * A registry key is a URL or a bare `host[:port][/path]`; scheme and user info are dropped, and `/v1/` or `/v2/`
-  right after the host means the host itself (`https://index.docker.io/v1/` is `index.docker.io`).
+  right after the host means the host itself (`https://index.docker.io/v1/` is `index.docker.io`). Keys that
+  name no registry (`not a host!`, `ftp://…`) can match no image and are skipped, as the kubelet skips them.
 * A key matches an image when the ports are equal (no port matches only no port), the hosts have the same number
   of dot-separated labels and each label matches (`*` and `?` are globs within one label, so `*.example.com`
   matches `a.example.com` but neither `example.com` nor `a.b.example.com`), and the key's path is a prefix of
@@ -120,7 +121,7 @@ class PullSecret:
 
     Attributes:
         source: `namespace/name` of the secret.
-        credentials: One credential per registry entry that holds any.
+        credentials: One credential per registry entry that names a registry and holds a login.
     """
 
     source: str
@@ -177,7 +178,7 @@ def parse_pull_secret(
         raise InvalidPullSecret(source, f"it has no {data_key!r} data key, which a {secret_type} secret needs")
     config = _decode_config(source, data_key, data[data_key])
     entries = _registry_entries(source, data_key, config)
-    credentials = (_credential(source, key, entry) for key, entry in entries.items())
+    credentials = (_credential(source, str(key), entry) for key, entry in entries.items())
     return PullSecret(source, tuple(credential for credential in credentials if credential is not None))
 
 
@@ -236,19 +237,26 @@ def _keyring(secrets: Iterable[PullSecret]) -> list[tuple[_RegistryKey, list[Cre
     by_key: dict[str, tuple[_RegistryKey, list[Credential]]] = {}
     for secret in secrets:
         for credential in secret.credentials:
-            key = _parse_registry_key(credential.registry)
+            key = _parse_registry_key(credential.registry, canonical=True)
             if key is not None:
                 by_key.setdefault(key.text, (key, []))[1].append(credential)
     return [by_key[text] for text in sorted(by_key, reverse=True)]
 
 
-def _parse_registry_key(raw: str) -> _RegistryKey | None:
-    """Parse a registry key from a Docker config; None when it cannot name any registry."""
+def _parse_registry_key(raw: str, *, canonical: bool = False) -> _RegistryKey | None:
+    """Parse a registry key from a Docker config; None when it cannot name any registry.
+
+    Args:
+        raw: The key as written in the secret, or (`canonical`) a `_RegistryKey.text`, whose path is taken as is.
+        canonical: Do not read a leading `v1`/`v2` path segment as the registry API root: it was already removed.
+    """
     text = raw.strip()
     for scheme in _KEY_SCHEMES:
         if text[: len(scheme)].lower() == scheme:
             text = text[len(scheme) :]
             break
+    if "://" in text:
+        return None
     authority, _, path_text = text.partition("/")
     authority = authority.rpartition("@")[2]
     path_text = re.split(r"[?#]", path_text, maxsplit=1)[0]
@@ -256,7 +264,7 @@ def _parse_registry_key(raw: str) -> _RegistryKey | None:
     if "@" in path_text or (port and not port.isdigit()) or not _is_key_host(host):
         return None
     path = tuple(segment for segment in path_text.split("/") if segment)
-    if path[:1] and path[0] in _API_VERSION_SEGMENTS:
+    if not canonical and path[:1] and path[0] in _API_VERSION_SEGMENTS:
         path = path[1:]
     return _RegistryKey(host, port, path)
 
@@ -351,10 +359,13 @@ def _registry_entries(source: str, data_key: str, config: object) -> Mapping[str
     return auths
 
 
-def _credential(source: str, key: object, entry: object) -> Credential | None:
-    """The credential of one registry entry, or None when the entry holds none."""
-    registry = _display_key(str(key))
-    where = f"the entry for registry {registry!r}"
+def _credential(source: str, raw_key: str, entry: object) -> Credential | None:
+    """The credential of one registry entry, or None when it names no registry or holds no login.
+
+    Entries are checked even when their key is unusable, so a broken secret is reported whichever key it has.
+    """
+    key = _parse_registry_key(raw_key)
+    where = f"the entry for registry {_display_key(raw_key)!r}"
     if not isinstance(entry, Mapping):
         raise InvalidPullSecret(source, f"{where} must be an object, not {_json_kind(entry)}")
     fields: dict[str, str] = {}
@@ -366,9 +377,9 @@ def _credential(source: str, key: object, entry: object) -> Credential | None:
     username, password = fields["username"], fields["password"]
     if fields["auth"]:
         username, password = _decode_auth(fields["auth"], source, where)
-    if not (username or password or fields["identitytoken"] or fields["registrytoken"]):
+    if key is None or not (username or password or fields["identitytoken"] or fields["registrytoken"]):
         return None
-    return Credential(registry, source, username, password, fields["identitytoken"], fields["registrytoken"])
+    return Credential(key.text, source, username, password, fields["identitytoken"], fields["registrytoken"])
 
 
 def _decode_auth(auth: str, source: str, where: str) -> tuple[str, str]:

@@ -31,7 +31,12 @@ TTL = {"ttlSecondsAfterFinished": 300}
 
 def image_pull_job(**spec: Any) -> dict[str, Any]:
     """An ImagePullJob named "bad" whose spec is a valid minimal one overridden by `spec`."""
-    return {"apiVersion": API_VERSION, "kind": "ImagePullJob", "metadata": {"name": "bad"}, "spec": {"image": "nginx:1.25"} | spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ImagePullJob",
+        "metadata": {"name": "bad"},
+        "spec": {"image": "nginx:1.25"} | spec,
+    }
 
 
 def image_list_pull_job(**spec: Any) -> dict[str, Any]:
@@ -42,7 +47,12 @@ def image_list_pull_job(**spec: Any) -> dict[str, Any]:
 
 def node_image(images: dict[str, Any]) -> dict[str, Any]:
     """A NodeImage named "bad-node" with `images` as its spec."""
-    return {"apiVersion": API_VERSION, "kind": "NodeImage", "metadata": {"name": "bad-node"}, "spec": {"images": images}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "NodeImage",
+        "metadata": {"name": "bad-node"},
+        "spec": {"images": images},
+    }
 
 
 def tags(*entries: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +150,9 @@ for selector, prefix in (("selector", "invalid selector"), ("podSelector", "inva
 IMAGE_PULL_JOB_RULES = [
     Rejection("ipj-image-missing", {**image_pull_job(), "spec": {"parallelism": 1}}, "spec.image: Required value"),
     Rejection("ipj-image-empty", image_pull_job(image=""), "image can not be empty"),
-    Rejection("ipj-image-uppercase", image_pull_job(image="Nginx:1.25"), "invalid image Nginx:1.25: invalid reference format"),
+    Rejection(
+        "ipj-image-uppercase", image_pull_job(image="Nginx:1.25"), "invalid image Nginx:1.25: invalid reference format"
+    ),
     Rejection("ipj-image-empty-tag", image_pull_job(image="nginx:"), "invalid image nginx:: invalid reference format"),
     Rejection("ipj-image-short-digest", image_pull_job(image="nginx@sha256:abc"), "invalid image nginx@sha256:abc"),
     Rejection("ipj-image-hex-id", image_pull_job(image="ab" * 32), "invalid image " + "ab" * 32),
@@ -153,7 +165,9 @@ IMAGE_PULL_JOB_RULES = [
     ),
     Rejection(
         "ipj-deadline-below-timeout",
-        image_pull_job(completionPolicy={"type": "Always", "activeDeadlineSeconds": 100}, pullPolicy={"timeoutSeconds": 101}),
+        image_pull_job(
+            completionPolicy={"type": "Always", "activeDeadlineSeconds": 100}, pullPolicy={"timeoutSeconds": 101}
+        ),
         "completionPolicy.activeDeadlineSeconds must be greater than pullPolicy.timeoutSeconds(default 600)",
     ),
     Rejection("ipj-no-spec", {k: v for k, v in image_pull_job().items() if k != "spec"}, "spec: Required value"),
@@ -161,7 +175,9 @@ IMAGE_PULL_JOB_RULES = [
 ]
 
 IMAGE_LIST_PULL_JOB_RULES = [
-    Rejection("ilpj-images-missing", {**image_list_pull_job(), "spec": {"parallelism": 1}}, "spec.images: Required value"),
+    Rejection(
+        "ilpj-images-missing", {**image_list_pull_job(), "spec": {"parallelism": 1}}, "spec.images: Required value"
+    ),
     Rejection("ilpj-images-empty", image_list_pull_job(images=[]), "image can not be empty"),
     Rejection("ilpj-images-duplicate", image_list_pull_job(images=["nginx", "nginx"]), 'Duplicate value: "nginx"'),
     Rejection(
@@ -183,9 +199,13 @@ NODE_IMAGE_RULES = [
         node_image({f"app{i}": tags({"tag": "v1", "pullPolicy": TTL}) for i in range(257)}),
         "must have at most 256 items",
     ),
-    Rejection("ni-empty-image-name", node_image({"": tags({"tag": "v1", "pullPolicy": TTL})}), "image name can not be empty"),
     Rejection(
-        "ni-empty-tag", node_image({"ubuntu": tags({"tag": "", "pullPolicy": TTL})}), "tag for image ubuntu can not be empty"
+        "ni-empty-image-name", node_image({"": tags({"tag": "v1", "pullPolicy": TTL})}), "image name can not be empty"
+    ),
+    Rejection(
+        "ni-empty-tag",
+        node_image({"ubuntu": tags({"tag": "", "pullPolicy": TTL})}),
+        "tag for image ubuntu can not be empty",
     ),
     Rejection(
         "ni-duplicate-tag",
@@ -209,7 +229,9 @@ NODE_IMAGE_RULES = [
     ),
     Rejection("ni-tags-missing", node_image({"ubuntu": {}}), "tags: Required value"),
     Rejection(
-        "ni-bad-tag", node_image({"ubuntu": tags({"tag": "lat est", "pullPolicy": TTL})}), "tags[0].tag in body should match"
+        "ni-bad-tag",
+        node_image({"ubuntu": tags({"tag": "lat est", "pullPolicy": TTL})}),
+        "tags[0].tag in body should match",
     ),
     Rejection(
         "ni-bad-pull-policy",
@@ -218,7 +240,9 @@ NODE_IMAGE_RULES = [
     ),
     Rejection(
         "ni-bad-traceparent",
-        node_image({"ubuntu": tags({"tag": "latest", "pullPolicy": TTL, "traceContexts": [{"uid": "u1", "traceparent": "x"}]})}),
+        node_image(
+            {"ubuntu": tags({"tag": "latest", "pullPolicy": TTL, "traceContexts": [{"uid": "u1", "traceparent": "x"}]})}
+        ),
         "traceparent in body should match",
     ),
     Rejection(
@@ -233,7 +257,11 @@ PULL_SECRETS_IMMUTABLE = "spec.pullSecrets is immutable"
 
 # Status written through the /status subresource by our services: (id, NodeImage status, message).
 NODE_IMAGE_STATUS_RULES = [
-    ("phase", {"desired": 1, "imageStatuses": {"ubuntu": {"tags": [{"tag": "latest", "phase": "Done"}]}}}, 'Unsupported value: "Done"'),
+    (
+        "phase",
+        {"desired": 1, "imageStatuses": {"ubuntu": {"tags": [{"tag": "latest", "phase": "Done"}]}}},
+        'Unsupported value: "Done"',
+    ),
     (
         "progress",
         {"desired": 1, "imageStatuses": {"ubuntu": {"tags": [{"tag": "latest", "phase": "Pulling", "progress": 101}]}}},
@@ -263,6 +291,13 @@ def namespace(installed: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture
+def jobs_removed_after(installed: Kubectl, namespace: str) -> Iterator[None]:
+    """Delete the test's jobs right after it, so a scheduler running in the same session never acts on them."""
+    yield
+    installed.kubectl("delete", "imagepulljobs,imagelistpulljobs", "--all", "-n", namespace, "--wait=false")
+
+
+@pytest.fixture
 def node_image_name(installed: Kubectl) -> Iterator[str]:
     """A unique NodeImage name; the NodeImage (if the test made one) is deleted afterwards."""
     name = f"crd-node-{uuid.uuid4().hex[:8]}"
@@ -283,7 +318,9 @@ def get(cluster: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any
     return obj
 
 
-def merge_patch(cluster: Kubectl, namespace: str, kind: str, name: str, patch: str, *, status: bool = False) -> tuple[bool, str]:
+def merge_patch(
+    cluster: Kubectl, namespace: str, kind: str, name: str, patch: str, *, status: bool = False
+) -> tuple[bool, str]:
     """`kubectl patch --type=merge`; (accepted, combined output)."""
     args = ["patch", "-n", namespace, kind, name, "--type=merge", "-p", patch]
     result = cluster.kubectl(*args, *(["--subresource=status"] if status else []), check=False)
@@ -309,12 +346,16 @@ def test_invalid_object_is_rejected_with_its_message(installed: Kubectl, namespa
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("case_id", "status", "message"), NODE_IMAGE_STATUS_RULES, ids=[c[0] for c in NODE_IMAGE_STATUS_RULES])
+@pytest.mark.parametrize(
+    ("case_id", "status", "message"), NODE_IMAGE_STATUS_RULES, ids=[c[0] for c in NODE_IMAGE_STATUS_RULES]
+)
 def test_invalid_node_image_status_is_rejected(
     installed: Kubectl, node_image_name: str, case_id: str, status: dict[str, Any], message: str
 ) -> None:
     installed.kubectl("create", "-f", "-", input=json.dumps(named(node_image({}), node_image_name)))
-    accepted, output = merge_patch(installed, "default", "nodeimage", node_image_name, json.dumps({"status": status}), status=True)
+    accepted, output = merge_patch(
+        installed, "default", "nodeimage", node_image_name, json.dumps({"status": status}), status=True
+    )
     assert not accepted, f"accepted: {output}"
     assert message in output
 
@@ -352,6 +393,7 @@ def test_every_rule_has_a_rejection_case(kind: str) -> None:
 # --- defaults ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_minimal_image_pull_job_gets_upstream_defaults(installed: Kubectl, namespace: str) -> None:
     accepted, output = create(installed, namespace, named(image_pull_job(), "minimal"))
@@ -365,6 +407,7 @@ def test_minimal_image_pull_job_gets_upstream_defaults(installed: Kubectl, names
     }
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_partial_pull_policy_is_completed(installed: Kubectl, namespace: str) -> None:
     manifest = image_pull_job(pullPolicy={"timeoutSeconds": 30}, completionPolicy={"ttlSecondsAfterFinished": 60})
@@ -376,6 +419,7 @@ def test_partial_pull_policy_is_completed(installed: Kubectl, namespace: str) ->
     assert "parallelism" not in spec
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_minimal_image_list_pull_job_gets_defaults(installed: Kubectl, namespace: str) -> None:
     accepted, output = create(installed, namespace, named(image_list_pull_job(), "minimal-list"))
@@ -394,7 +438,10 @@ def test_node_image_tag_gets_pull_policy_defaults_and_no_created_at(installed: K
     manifest = named(node_image({"nginx": tags({"tag": "1.25", "pullPolicy": TTL})}), node_image_name)
     installed.kubectl("create", "-f", "-", input=json.dumps(manifest))
     (tag,) = get(installed, "default", "nodeimage", node_image_name)["spec"]["images"]["nginx"]["tags"]
-    assert tag == {"tag": "1.25", "pullPolicy": {"ttlSecondsAfterFinished": 300, "timeoutSeconds": 600, "backoffLimit": 3}}
+    assert tag == {
+        "tag": "1.25",
+        "pullPolicy": {"ttlSecondsAfterFinished": 300, "timeoutSeconds": 600, "backoffLimit": 3},
+    }
 
 
 # --- accepted objects --------------------------------------------------------------------------------------------
@@ -563,7 +610,11 @@ spec:
         imagePullPolicy: IfNotPresent
         pullPolicy: {timeoutSeconds: 600, backoffLimit: 3, ttlSecondsAfterFinished: 2100, activeDeadlineSeconds: 1200}
         ownerReferences:
-        - {apiVersion: apps.kruise.io/v1beta1, kind: ImagePullJob, name: j, namespace: default, uid: 0b4e5c1e-1111-2222-3333-444455556666}
+        - apiVersion: apps.kruise.io/v1beta1
+          kind: ImagePullJob
+          name: j
+          namespace: default
+          uid: 0b4e5c1e-1111-2222-3333-444455556666
       - tag: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
         pullPolicy: {ttlSecondsAfterFinished: 86400}
 """,
@@ -580,6 +631,7 @@ def kruise_manifest(example: str, name_suffix: str) -> dict[str, Any]:
     return manifest
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 @pytest.mark.parametrize("example", KRUISE_EXAMPLES, ids=str)
 def test_openkruise_manifest_is_accepted_with_only_api_version_changed(
@@ -591,7 +643,9 @@ def test_openkruise_manifest_is_accepted_with_only_api_version_changed(
 
 
 @pytest.mark.integration
-def test_upstream_docs_example_with_names_and_labels_is_refused_as_upstream_does(installed: Kubectl, namespace: str) -> None:
+def test_upstream_docs_example_with_names_and_labels_is_refused_as_upstream_does(
+    installed: Kubectl, namespace: str
+) -> None:
     manifest = kruise_manifest(KRUISE_EXAMPLES["docs-job-with-always"], "")
     manifest["spec"]["selector"]["matchLabels"] = {"node-type": "xxx"}
     accepted, output = create(installed, namespace, manifest, dry_run=True)
@@ -602,7 +656,7 @@ def test_upstream_docs_example_with_names_and_labels_is_refused_as_upstream_does
 @pytest.mark.integration
 def test_openkruise_status_is_accepted(installed: Kubectl, namespace: str, node_image_name: str) -> None:
     installed.kubectl("create", "-f", "-", input=json.dumps(named(node_image({}), node_image_name)))
-    failed_pull = "Failed to pull image reference \"nginx:1.9.1\": rpc error: code = DeadlineExceeded " + "x" * 300
+    failed_pull = 'Failed to pull image reference "nginx:1.9.1": rpc error: code = DeadlineExceeded ' + "x" * 300
     status = {
         "desired": 1,
         "failed": 1,
@@ -625,9 +679,16 @@ def test_openkruise_status_is_accepted(installed: Kubectl, namespace: str, node_
         },
         "firstSyncStatus": {"syncAt": None, "status": "Succeeded"},
     }
-    accepted, output = merge_patch(installed, "default", "nodeimage", node_image_name, json.dumps({"status": status}), status=True)
+    accepted, output = merge_patch(
+        installed, "default", "nodeimage", node_image_name, json.dumps({"status": status}), status=True
+    )
     assert accepted, output
-    assert get(installed, "default", "nodeimage", node_image_name)["status"]["imageStatuses"]["nginx"]["tags"][0]["message"] == failed_pull
+    assert (
+        get(installed, "default", "nodeimage", node_image_name)["status"]["imageStatuses"]["nginx"]["tags"][0][
+            "message"
+        ]
+        == failed_pull
+    )
 
 
 @pytest.mark.integration
@@ -636,10 +697,18 @@ def test_seed_patch_command_is_accepted_as_written(installed: Kubectl, node_imag
     installed.kubectl("patch", "nodeimage", node_image_name, "--type=merge", "-p", SEED_PATCH)
     images = get(installed, "default", "nodeimage", node_image_name)["spec"]["images"]
     assert images == {
-        "ubuntu": {"tags": [{"tag": "latest", "pullPolicy": {"ttlSecondsAfterFinished": 300, "timeoutSeconds": 600, "backoffLimit": 3}}]}
+        "ubuntu": {
+            "tags": [
+                {
+                    "tag": "latest",
+                    "pullPolicy": {"ttlSecondsAfterFinished": 300, "timeoutSeconds": 600, "backoffLimit": 3},
+                }
+            ]
+        }
     }
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_prepull_additions_are_accepted(installed: Kubectl, namespace: str, node_image_name: str) -> None:
     traceparent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
@@ -649,9 +718,15 @@ def test_prepull_additions_are_accepted(installed: Kubectl, namespace: str, node
         "desired": 1,
         "pulling": 1,
         "observedGeneration": 1,
-        "imageStatuses": {"nginx": {"tags": [{"tag": "1.25", "phase": "Pulling", "progress": 40, "pulledBytes": 400, "totalBytes": 1000}]}},
+        "imageStatuses": {
+            "nginx": {
+                "tags": [{"tag": "1.25", "phase": "Pulling", "progress": 40, "pulledBytes": 400, "totalBytes": 1000}]
+            }
+        },
     }
-    accepted, output = merge_patch(installed, "default", "nodeimage", node_image_name, json.dumps({"status": status}), status=True)
+    accepted, output = merge_patch(
+        installed, "default", "nodeimage", node_image_name, json.dumps({"status": status}), status=True
+    )
     assert accepted, output
 
     accepted, output = create(installed, namespace, named(image_pull_job(), "with-conditions"))
@@ -661,12 +736,22 @@ def test_prepull_additions_are_accepted(installed: Kubectl, namespace: str, node
         "failed": 1,
         "failedNodes": ["node-b"],
         "observedGeneration": 1,
-        "nodeFailures": [{"node": "node-b", "reason": "DeadlineExceeded", "message": "job exceeds activeDeadlineSeconds"}],
+        "nodeFailures": [
+            {"node": "node-b", "reason": "DeadlineExceeded", "message": "job exceeds activeDeadlineSeconds"}
+        ],
         "conditions": [
-            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "1 node failed", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "DeadlineExceeded",
+                "message": "1 node failed",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
         ],
     }
-    accepted, output = merge_patch(installed, namespace, "imagepulljob", "with-conditions", json.dumps({"status": job_status}), status=True)
+    accepted, output = merge_patch(
+        installed, namespace, "imagepulljob", "with-conditions", json.dumps({"status": job_status}), status=True
+    )
     assert accepted, output
 
 
@@ -682,6 +767,7 @@ SECRET_EDITS = [
 ]
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 @pytest.mark.parametrize(("edit", "initial", "patch"), SECRET_EDITS, ids=[edit[0] for edit in SECRET_EDITS])
 def test_image_pull_job_pull_secrets_are_immutable(
@@ -696,6 +782,7 @@ def test_image_pull_job_pull_secrets_are_immutable(
     assert PULL_SECRETS_IMMUTABLE in output
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_other_image_pull_job_edits_and_reordered_secrets_are_allowed(installed: Kubectl, namespace: str) -> None:
     accepted, output = create(installed, namespace, named(image_pull_job(pullSecrets=["reg-a", "reg-b"]), "editable"))
@@ -705,58 +792,69 @@ def test_other_image_pull_job_edits_and_reordered_secrets_are_allowed(installed:
     assert accepted, output
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_image_list_pull_job_pull_secrets_may_change(installed: Kubectl, namespace: str) -> None:
     accepted, output = create(installed, namespace, named(image_list_pull_job(pullSecrets=["reg-a"]), "list-secrets"))
     assert accepted, output
-    accepted, output = merge_patch(installed, namespace, "imagelistpulljob", "list-secrets", '{"spec":{"pullSecrets":null}}')
+    accepted, output = merge_patch(
+        installed, namespace, "imagelistpulljob", "list-secrets", '{"spec":{"pullSecrets":null}}'
+    )
     assert accepted, output
 
 
 # --- kubectl get ---------------------------------------------------------------------------------------------------
 
 
-def _table(output: str, first_column: str) -> tuple[list[str], dict[str, list[str]]]:
-    """The header and rows (keyed by first cell) of the kubectl table whose header starts with `first_column`."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(first_column))
-    header = lines[start].split()
-    rows: dict[str, list[str]] = {}
-    for line in lines[start + 1 :]:
-        if not line.strip():
-            break
-        cells = re.split(r"\s{2,}", line.strip())
-        rows[cells[0]] = cells
-    return header, rows
+def _tables(output: str) -> dict[str, tuple[list[str], dict[str, list[str]]]]:
+    """kubectl's tables by the kind prefix of their first row's name ("" when names have none): header and rows.
+
+    Cells are split on runs of two or more spaces, so a message with single spaces stays one cell.
+    """
+    tables: dict[str, tuple[list[str], dict[str, list[str]]]] = {}
+    for block in output.strip().split("\n\n"):
+        header, *lines = block.splitlines()
+        rows = {cells[0]: cells for cells in (re.split(r"\s{2,}", line.strip()) for line in lines)}
+        kind = next(iter(rows), "").partition("/")[0] if "/" in next(iter(rows), "") else ""
+        tables[kind] = (header.split(), rows)
+    return tables
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_kubectl_get_shows_printer_columns(installed: Kubectl, namespace: str, node_image_name: str) -> None:
     accepted, output = create(installed, namespace, named(image_pull_job(), "printed"))
     assert accepted, output
     job_status = {"desired": 3, "active": 1, "succeeded": 1, "failed": 1, "message": "job is running, progress 66.7%"}
-    assert merge_patch(installed, namespace, "imagepulljob", "printed", json.dumps({"status": job_status}), status=True)[0]
+    assert merge_patch(
+        installed, namespace, "imagepulljob", "printed", json.dumps({"status": job_status}), status=True
+    )[0]
     installed.kubectl("create", "-f", "-", input=json.dumps(named(node_image({}), node_image_name)))
     node_status = {"desired": 4, "pulling": 1, "succeeded": 2, "failed": 1, "waiting": 0}
-    assert merge_patch(installed, "default", "nodeimage", node_image_name, json.dumps({"status": node_status}), status=True)[0]
+    assert merge_patch(
+        installed, "default", "nodeimage", node_image_name, json.dumps({"status": node_status}), status=True
+    )[0]
 
-    output = installed.kubectl("get", "ipj,ni", "-n", namespace).stdout
-    header, rows = _table(output, "NAME ")
+    tables = _tables(installed.kubectl("get", "ipj,ni", "-n", namespace).stdout)
+    header, rows = tables["imagepulljob.prepull.io"]
     assert header == ["NAME", "TOTAL", "ACTIVE", "SUCCEED", "FAILED", "AGE", "MESSAGE"]
     assert rows["imagepulljob.prepull.io/printed"][1:5] == ["3", "1", "1", "1"]
     assert rows["imagepulljob.prepull.io/printed"][6] == "job is running, progress 66.7%"
-    header, rows = _table(output[output.index("nodeimage.prepull.io/") - 200 :], "NAME ")
+    header, rows = tables["nodeimage.prepull.io"]
     assert header == ["NAME", "DESIRED", "PULLING", "SUCCEED", "FAILED", "AGE"]
     assert rows[f"nodeimage.prepull.io/{node_image_name}"][1:5] == ["4", "1", "2", "1"]
 
 
+@pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
 def test_kubectl_get_image_list_pull_jobs_and_the_prepull_category(installed: Kubectl, namespace: str) -> None:
     accepted, output = create(installed, namespace, named(image_list_pull_job(), "listed"))
     assert accepted, output
     status = {"desired": 2, "active": 1, "succeeded": 1, "completed": 1}
-    assert merge_patch(installed, namespace, "imagelistpulljob", "listed", json.dumps({"status": status}), status=True)[0]
-    header, rows = _table(installed.kubectl("get", "ilpj", "-n", namespace).stdout, "NAME ")
+    assert merge_patch(installed, namespace, "imagelistpulljob", "listed", json.dumps({"status": status}), status=True)[
+        0
+    ]
+    header, rows = _tables(installed.kubectl("get", "ilpj", "-n", namespace).stdout)[""]
     assert header == ["NAME", "TOTAL", "ACTIVE", "SUCCEEDED", "COMPLETED", "AGE"]
     assert rows["listed"][1:5] == ["2", "1", "1", "1"]
     names = installed.kubectl("get", "prepull", "-n", namespace, "-o", "name").stdout.split()
@@ -807,7 +905,9 @@ def test_every_string_list_and_map_is_bounded(plural: str) -> None:
     assert unbounded == []
 
 
-@pytest.mark.parametrize(("plural", "short_name"), [("imagepulljobs", "ipj"), ("imagelistpulljobs", "ilpj"), ("nodeimages", "ni")])
+@pytest.mark.parametrize(
+    ("plural", "short_name"), [("imagepulljobs", "ipj"), ("imagelistpulljobs", "ilpj"), ("nodeimages", "ni")]
+)
 def test_names_short_names_and_category(plural: str, short_name: str) -> None:
     crd = load_crd(plural)
     assert crd["metadata"]["name"] == f"{plural}.prepull.io"

@@ -168,7 +168,7 @@ class ImageReference:
             return official
         if _split_registry(self.repository)[0]:
             # `docker.io/foo.bar/baz` shortened to `foo.bar/baz` would name registry foo.bar. Docker Hub
-            # forbids such namespaces, so only hand-built names get here; upstream would shorten (and mis-pull).
+            # forbids such namespaces, so only hand-written names get here; upstream would shorten (and mis-pull).
             return self.name
         return self.repository
 

@@ -10,4 +10,14 @@ reads the kubelet-rotated token file and attaches it to calls.
 Tokens are never logged, cached in clear, or echoed in errors.
 """
 
-__all__ = ["cache", "caller", "errors", "interceptor", "policy", "subjectaccess", "token_source", "tokenreview"]
+__all__ = [
+    "cache",
+    "caller",
+    "errors",
+    "interceptor",
+    "metadata",
+    "policy",
+    "subjectaccess",
+    "token_source",
+    "tokenreview",
+]

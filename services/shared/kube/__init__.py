@@ -2,7 +2,7 @@
 
 The services are synchronous and thread-based, in the manner of client-go: informers keep an in-memory copy
 of the objects a controller cares about and call handlers that enqueue keys; a de-duplicating work queue
-hands each key to one worker thread at a time; workers reconcile and write back through `objects.KubeApi`.
+hands each key to one worker thread at a time; workers reconcile and write back through `kubeapi.KubeApi`.
 Everything that talks to the apiserver raises the errors of `errors`, never the client's `ApiException`, so
 the client library stays replaceable and callers handle one vocabulary.
 
@@ -18,6 +18,7 @@ __all__ = [
     "eventcorrelation",
     "events",
     "informer",
+    "kubeapi",
     "leaderelection",
     "leases",
     "objects",

@@ -14,7 +14,7 @@ The connection pool is sized for our thread model: each informer holds one long-
 every worker thread may have a request in flight, so the client's default (5 per CPU, 10 on our 2-core
 test machines) would make urllib3 open and discard connections under load. Timeouts are not a property of
 `ApiClient` in this client library (it takes them per call), so they live in `ClientSettings`, which
-`objects.KubeApi` applies to every request: no call can hang forever on a dead connection.
+`kubeapi.KubeApi` applies to every request: no call can hang forever on a dead connection.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The official client raises one `ApiException` for every HTTP answer and lets urllib3 and socket errors
 through untouched. Callers would have to compare status codes and parse JSON bodies at every `except`, and
 every one of them would break if we replaced the client. `translate()` turns all of them into this tree,
-once, at the edge (`objects.KubeApi` and `watching`); the original exception is kept as `__cause__`::
+once, at the edge (`kubeapi.KubeApi` and `watching`); the original exception is kept as `__cause__`::
 
     KubeError                  any failure talking to the apiserver; .code, .reason, .message, .status
     ├── BadRequest             400: malformed request (a bug on our side)

@@ -2,7 +2,7 @@
 
 The apiserver addresses objects by group, version, plural resource name and scope, not by kind, and the
 core group (`/api/v1`) is spelled differently from every other (`/apis/<group>/<version>`). Keeping these
-facts in descriptors lets one generic code path (`objects.KubeApi`) serve our CRDs and the built-in kinds
+facts in descriptors lets one generic code path (`kubeapi.KubeApi`) serve our CRDs and the built-in kinds
 alike, returning plain dicts, instead of one typed client class per kind. Our CRD names come from
 `services.shared.api.constants`, the one place they are defined.
 """

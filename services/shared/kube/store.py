@@ -16,11 +16,10 @@ import builtins
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from services.shared.kube import objects
 
-RawObject = dict[str, Any]
+RawObject = objects.RawObject
 
 
 @dataclass(frozen=True)

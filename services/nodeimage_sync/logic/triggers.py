@@ -1,0 +1,46 @@
+"""Which Node events deserve a reconcile of the Node's NodeImage, and when (upstream §4.1's event handler).
+
+Nodes change all the time (the kubelet's status heartbeats), and at thousands of nodes reconciling each
+NodeImage on every heartbeat would be most of our work for nothing. So a Node event enqueues its name only
+when it can change the outcome: a Ready Node without a NodeImage (after the rest of the creation delay), a
+Node whose labels differ from its NodeImage's, or a Node on its way out whose NodeImage still exists.
+Virtual-kubelet Nodes are ignored altogether.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from services.nodeimage_sync.logic.lifecycle import NodeFacts
+
+__all__ = ["after_node_change", "after_node_delete"]
+
+
+def after_node_change(
+    *, node: NodeFacts, nodeimage_labels: Mapping[str, str] | None, now: datetime, creation_delay: timedelta
+) -> float | None:
+    """Seconds until the Node's name should be reconciled after it was added or updated; None: not at all.
+
+    Args:
+        node: the Node as it is now.
+        nodeimage_labels: the labels of its NodeImage, or None when it has no NodeImage.
+        now: the current wall-clock time.
+        creation_delay: how long a Node must have been Ready before it gets a NodeImage.
+    """
+    if node.virtual:
+        return None
+    if nodeimage_labels is None:
+        if node.deleting or not node.ready:
+            return None
+        if node.ready_since is None:
+            return 0.0
+        return max((node.ready_since + creation_delay - now).total_seconds(), 0.0)
+    if node.deleting or dict(nodeimage_labels) != dict(node.labels):
+        return 0.0
+    return None
+
+
+def after_node_delete(*, node: NodeFacts, has_nodeimage: bool) -> bool:
+    """Whether a deleted Node's name should be reconciled (to delete its NodeImage)."""
+    return has_nodeimage and not node.virtual
