@@ -42,7 +42,11 @@ ETCD = "etcd"
 APISERVER = "kube-apiserver"
 CONTROLLER_MANAGER = "kube-controller-manager"
 COMPONENTS = (ETCD, APISERVER, CONTROLLER_MANAGER)
-KCM_CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
+# Garbage collection, namespace deletion, default ServiceAccounts, and aggregated ClusterRoles (view/edit pick up
+# our roles through aggregation labels, as on a real cluster).
+KCM_CONTROLLERS = (
+    "garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller"
+)
 # Generous: the machine has 2 cores and a Go build may be running next to us.
 ETCD_READY_TIMEOUT = 60.0
 APISERVER_READY_TIMEOUT = 180.0

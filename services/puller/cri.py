@@ -301,9 +301,14 @@ def _auth_message(auth: Auth) -> Any:
 def _pull_error(reference: str, error: grpc.RpcError, timeout: float) -> RuntimeError_:
     code = error.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return PullFailed(f"pulling image {reference} timed out after {timeout:g}s")
+        return PullFailed(f"pulling image {reference} timed out after {_seconds(timeout)}")
     if code == grpc.StatusCode.UNAVAILABLE:
         return RuntimeUnavailable(f"container runtime unavailable while pulling {reference}: {error.details()}")
     if code == grpc.StatusCode.CANCELLED:
         return PullFailed(f"pulling image {reference} was cancelled by the runtime: {error.details()}")
     return PullFailed(f"failed to pull image {reference}: {error.details() or code.name}")
+
+
+def _seconds(duration: float) -> str:
+    """A timeout as people read it: whole seconds (`2s`), tenths below one second (`0.4s`)."""
+    return f"{duration:.0f}s" if duration >= 1 else f"{duration:.1f}s"

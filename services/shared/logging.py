@@ -13,9 +13,10 @@ Every service calls `configure(level)` once at start-up. Each record becomes one
 - Any `extra={...}` key becomes a field of its own (values that are not JSON become strings).
 
 Redaction is defence in depth. Code must never log a credential; `RedactingFilter` still rewrites whatever
-looks like one (a bearer token, a JWT, a value under a key such as `password`, `auth` or `token`) before any
-handler formats the record, in the message, in the exception text and in extra fields. It cannot
-recognise every secret, which is why the rule above stays the rule. `configure` also caps the `urllib3` and
+looks like one (a bearer token, a JWT, a value under a key such as `password`, `auth` or `token` written as
+`key=value`, `"key": value` or `key:value`) before any handler formats the record, in the message, in the
+exception text and in extra fields. It cannot recognise every secret (an unquoted `key: value` reads like
+prose and is left alone), which is why the rule above stays the rule. `configure` also caps the `urllib3` and
 `kubernetes.client.rest` loggers at WARNING: at DEBUG they print whole response bodies, and a TokenReview
 response echoes the token it reviewed.
 """
@@ -37,12 +38,20 @@ NOISY_LOGGERS = ("urllib3", "kubernetes.client.rest")
 """Loggers that dump request/response bodies (tokens included) at DEBUG; never below WARNING."""
 
 _SECRET_WORDS = r"(?:password|passwd|secret|token|auth|authorization|credentials?)"
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*")
+# 8+ characters: real tokens are far longer, and prose such as "bearer token" must survive.
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]{8,}=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# A value under a secret-sounding key: `password=x`, `"auth": "x"`, `'token': 'x'`, `secret:x`. An unquoted key
+# followed by ": " is left alone, because that is how prose reads ("invalid credentials: check the secret");
+# header-style `Authorization: Bearer ...` is caught by _BEARER and bare JWTs by _JWT instead.
 _KEY_VALUE = re.compile(
     rf"""(?ix)
-    (?P<key>["']?\b[\w.-]*{_SECRET_WORDS}["']?\s*[:=]\s*)      # password=  "auth": 'token':
-    (?:(?:bearer|basic)\s+)?(?:"[^"]*"|'[^']*'|[^\s"',;}}\]]+)     # the value, quoted or bare
+    (?P<key>
+        (?:"[\w.-]*{_SECRET_WORDS}"|'[\w.-]*{_SECRET_WORDS}')\s*[:=]\s*   # "auth": / 'password'=
+      | \b[\w.-]*{_SECRET_WORDS}\s*=\s*                                  # password=  token = x
+      | \b[\w.-]*{_SECRET_WORDS}:(?=\S)                                   # secret:x
+    )
+    (?:(?:bearer|basic)\s+)?(?:"[^"]*"|'[^']*'|[^\s"',;}}\]]+)           # the value, quoted or bare
     """
 )
 _SECRET_KEY = re.compile(rf"(?i){_SECRET_WORDS}$")

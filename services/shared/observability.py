@@ -95,7 +95,9 @@ class ObservabilityServer:
             for (host, port), routes in self._plan.items():
                 server = _server_class(host)((host, port), _handler_class(routes))
                 server.daemon_threads = True
-                thread = threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True)
+                thread = threading.Thread(
+                    target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"http-{port}", daemon=True
+                )
                 thread.start()
                 self._servers.append((server, thread))
                 self._ports.update(dict.fromkeys(routes, server.server_address[1]))

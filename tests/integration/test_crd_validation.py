@@ -847,7 +847,9 @@ def test_kubectl_get_shows_printer_columns(installed: Kubectl, namespace: str, n
 
 @pytest.mark.usefixtures("jobs_removed_after")
 @pytest.mark.integration
-def test_kubectl_get_image_list_pull_jobs_and_the_prepull_category(installed: Kubectl, namespace: str) -> None:
+def test_kubectl_get_image_list_pull_jobs_and_the_prepull_category(
+    installed: Kubectl, namespace: str, node_image_name: str
+) -> None:
     accepted, output = create(installed, namespace, named(image_list_pull_job(), "listed"))
     assert accepted, output
     status = {"desired": 2, "active": 1, "succeeded": 1, "completed": 1}
@@ -857,9 +859,12 @@ def test_kubectl_get_image_list_pull_jobs_and_the_prepull_category(installed: Ku
     header, rows = _tables(installed.kubectl("get", "ilpj", "-n", namespace).stdout)[""]
     assert header == ["NAME", "TOTAL", "ACTIVE", "SUCCEEDED", "COMPLETED", "AGE"]
     assert rows["listed"][1:5] == ["2", "1", "1", "1"]
+    assert create(installed, namespace, named(image_pull_job(), "in-category"))[0]
+    installed.kubectl("create", "-f", "-", input=json.dumps(named(node_image({}), node_image_name)))
     names = installed.kubectl("get", "prepull", "-n", namespace, "-o", "name").stdout.split()
-    assert "imagelistpulljob.prepull.io/listed" in names
-    assert any(name.startswith("imagepulljob.prepull.io/") for name in names)
+    expected = ["imagelistpulljob.prepull.io/listed", "imagepulljob.prepull.io/in-category"]
+    assert [name for name in expected if name in names] == expected
+    assert f"nodeimage.prepull.io/{node_image_name}" in names
 
 
 # --- the schemas themselves (no apiserver needed) ----------------------------------------------------------------

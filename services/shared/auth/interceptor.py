@@ -44,6 +44,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         authenticator: TokenReview (normally `tokenreview.TokenReviewAuthenticator`).
         reviewer: SubjectAccessReview for rules with `access` (normally `subjectaccess.SubjectAccessReviewer`);
             may be None only when no rule names an action.
+
+    Raises:
+        ValueError: a rule names an action but no reviewer is given (found at start-up, not at the first call).
     """
 
     def __init__(
@@ -54,6 +57,8 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         reviewer: subjectaccess.AccessReviewer | None = None,
     ) -> None:
         """Keep the policy and the reviewers; no request is made yet."""
+        if reviewer is None and policies.needs_access_review:
+            raise ValueError("a method policy names a Kubernetes action, so a SubjectAccessReview reviewer is needed")
         self._policies = policies
         self._authenticator = authenticator
         self._reviewer = reviewer
@@ -89,9 +94,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
             raise PermissionDenied(f"method {method} is not open to callers")
         caller = self._authenticator.authenticate(auth_metadata.bearer_token(metadata), rule.audience)
         rule.check_identity(caller)
-        if rule.access is not None:
-            if self._reviewer is None:
-                raise PermissionDenied(f"method {method} needs an access check but none is configured")
+        if rule.access is not None and self._reviewer is not None:  # __init__ ensures the reviewer is there
             subjectaccess.require(self._reviewer, caller, rule.access)
         return caller
 

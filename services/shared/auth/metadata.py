@@ -12,6 +12,9 @@ from services.shared.auth.errors import Unauthenticated
 
 AUTHORIZATION_METADATA = "authorization"
 BEARER_SCHEME = "Bearer"
+# Worded so the log and status redactor (`services.shared.logging`) leaves them intact.
+MISSING = 'missing credentials: send the metadata entry "authorization" with the value "Bearer" and a token'
+MALFORMED = 'malformed "authorization" metadata entry: expected "Bearer", a space, and a token'
 
 
 def authorization_entry(token: str) -> tuple[str, str]:
@@ -27,11 +30,11 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     """
     values = [value for key, value in metadata or () if key.lower() == AUTHORIZATION_METADATA]
     if not values:
-        raise Unauthenticated("missing bearer token: send metadata 'authorization: Bearer <token>'")
+        raise Unauthenticated(MISSING)
     if len(values) > 1:
         raise Unauthenticated("more than one 'authorization' metadata entry")
     value = values[0].decode(errors="replace") if isinstance(values[0], bytes) else values[0]
     scheme, _, token = value.strip().partition(" ")
     if scheme.lower() != BEARER_SCHEME.lower() or not token.strip():
-        raise Unauthenticated("malformed 'authorization' metadata: expected 'Bearer <token>'")
+        raise Unauthenticated(MALFORMED)
     return token.strip()

@@ -69,6 +69,11 @@ class PolicyTable:
                 raise ValueError(f'invalid policy key {key!r}: use "/package.Service/Method" or "package.Service"')
         self._rules = dict(rules)
 
+    @property
+    def needs_access_review(self) -> bool:
+        """True when some rule names a Kubernetes action (so a SubjectAccessReview reviewer is required)."""
+        return any(isinstance(rule, MethodPolicy) and rule.access is not None for rule in self._rules.values())
+
     def rule_for(self, method: str) -> Rule | None:
         """The rule for `method` ("/pkg.Service/Method"); PUBLIC for health and reflection; None when unknown."""
         if handlers.is_stock(method):

@@ -94,22 +94,31 @@ class EventRecorder:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.counters = RecorderCounters()
+        self._counter_lock = threading.Lock()
 
-    def normal(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
+    def normal(self, involved: Mapping[str, Any], *, reason: str, message: str) -> None:
         """Record a Normal event about `involved` (an object as a dict)."""
-        self.event(involved, NORMAL, reason, message)
+        self.event(involved, event_type=NORMAL, reason=reason, message=message)
 
-    def warning(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
+    def warning(self, involved: Mapping[str, Any], *, reason: str, message: str) -> None:
         """Record a Warning event about `involved`."""
-        self.event(involved, WARNING, reason, message)
+        self.event(involved, event_type=WARNING, reason=reason, message=message)
 
-    def event(self, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
-        """Queue an event; never blocks. Dropped (and counted) when the buffer is full."""
+    def event(self, involved: Mapping[str, Any], *, event_type: str, reason: str, message: str) -> None:
+        """Queue an event; never blocks. Dropped (and counted) when the buffer is full.
+
+        Args:
+            involved: the object the event is about, as a dict with apiVersion, kind and metadata.
+            event_type: `NORMAL` or `WARNING`.
+            reason: a short UpperCamelCase machine-readable cause, e.g. "PullFailed".
+            message: for humans; never put a credential here.
+        """
         occurrence = eventcorrelation.Occurrence(_reference(involved), event_type, reason, message[:MAX_MESSAGE_LENGTH])
         try:
             self._buffer.put_nowait(_Queued(occurrence, self._clock.now()))
         except queue.Full:
-            self.counters.dropped_buffer_full += 1
+            with self._counter_lock:  # callers on many threads may drop at once
+                self.counters.dropped_buffer_full += 1
 
     def start(self) -> None:
         """Start the writer thread."""

@@ -25,8 +25,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from services.shared.kube import backoff, errors, objects, store, watching
 from services.shared.kube.resources import Resource
@@ -34,6 +36,38 @@ from services.shared.kube.resources import Resource
 logger = logging.getLogger(__name__)
 
 RawObject = objects.RawObject
+
+SHORT_WATCH_SECONDS = 1.0
+"""A watch that ends sooner than this without any event counts as a failure (client-go does the same)."""
+
+
+class ListerWatcher(Protocol):
+    """What an informer needs of the apiserver; `objects.ObjectApi` (hence `kubeapi.KubeApi`) provides it."""
+
+    def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> objects.ObjectList:
+        """See `objects.ObjectApi.list`."""
+        ...
+
+    def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int,
+        allow_bookmarks: bool = True,
+    ) -> watching.WatchStream:
+        """See `objects.ObjectApi.watch`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +102,7 @@ class Informer:
     """Keeps `store` in step with the objects of one resource that match the selectors.
 
     Args:
-        api: where to list and watch.
+        api: where to list and watch (a `kubeapi.KubeApi`).
         resource: what to watch.
         namespace: only this namespace; None for all (or for cluster-scoped resources).
         label_selector: e.g. "app=puller,tier!=test".
@@ -79,7 +113,7 @@ class Informer:
 
     def __init__(
         self,
-        api: objects.ObjectApi,
+        api: ListerWatcher,
         resource: Resource,
         *,
         namespace: str | None = None,
@@ -202,17 +236,29 @@ class Informer:
         )
         with self._stream_lock:
             self._stream = stream
+        opened = time.monotonic()
+        delivered = 0
         try:
             if self._stopping.is_set():
                 return
             for event in stream:
                 self._apply(event)
                 self._backoff.reset()
-            self._backoff.reset()
+                delivered += 1
         finally:
             with self._stream_lock:
                 self._stream = None
             stream.close()
+        self._after_clean_end(seconds=time.monotonic() - opened, delivered=delivered)
+
+    def _after_clean_end(self, *, seconds: float, delivered: int) -> None:
+        """A watch the server ended at once with nothing in it is a failure in disguise: back off, don't spin."""
+        if delivered or seconds >= SHORT_WATCH_SECONDS:
+            self._backoff.reset()
+            return
+        delay = self._backoff.next()
+        logger.warning("%r: watch ended after %.2fs without events; retrying in %.1fs", self, seconds, delay)
+        self._stopping.wait(delay)
 
     def _apply(self, event: watching.WatchEvent) -> None:
         if event.type == watching.BOOKMARK:

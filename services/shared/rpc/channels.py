@@ -13,6 +13,9 @@ or pod gone without a FIN) fails in under a minute instead of hanging for TCP's 
 idle channel (`permit_without_calls` stays off) so thousands of pullers cost the servers nothing when quiet;
 `rpc.server` accepts pings at this rate.
 
+Every channel is traced (`telemetry.instrumentation.trace_channel`): one CLIENT span per call, its context
+sent along so the server's span joins the trace. Without an installed SDK the spans are no-ops.
+
 `load_balancing="round_robin"` spreads calls over every address a DNS name returns (a headless Service in
 front of the scheduler's replicas), instead of gRPC's default of sticking to the first.
 """
@@ -25,8 +28,10 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 import grpc
+from opentelemetry import trace
 
 from services.shared.rpc.server import DEFAULT_MAX_MESSAGE_BYTES
+from services.shared.telemetry import instrumentation
 
 ClientInterceptor: TypeAlias = (
     grpc.UnaryUnaryClientInterceptor
@@ -100,16 +105,18 @@ def create_channel(
     config: str | None = None,
     keepalive: KeepAlive = KeepAlive(),
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    tracer_provider: trace.TracerProvider | None = None,
 ) -> grpc.Channel:
     """A channel to `target` ("dns:///scheduler.prepull-system:9090", "127.0.0.1:9090", "unix:/x.sock").
 
     Args:
         target: a gRPC target name.
         credentials: TLS or local channel credentials; plaintext when None.
-        interceptors: client interceptors, outermost first (tracing, bearer token).
+        interceptors: client interceptors (e.g. the bearer token), outermost first; tracing wraps them all.
         config: a `service_config()` JSON; the default retries UNAVAILABLE on every method.
         keepalive: ping settings while calls are active.
         max_message_bytes: limit on each message sent and received (the servers use the same default).
+        tracer_provider: the provider for the channel's spans; None means the process-wide one.
     """
     options = [
         ("grpc.service_config", config or service_config()),
@@ -126,4 +133,6 @@ def create_channel(
         channel = grpc.insecure_channel(target, options=options)
     else:
         channel = grpc.secure_channel(target, credentials, options=options)
-    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
+    if interceptors:
+        channel = grpc.intercept_channel(channel, *interceptors)
+    return instrumentation.trace_channel(channel, tracer_provider)

@@ -86,8 +86,13 @@ DEFAULT_TABLE = StatusTable(
 
 
 def reason_of(error: BaseException) -> str:
-    """The stable ErrorInfo reason for an error class: `InvalidImageReference` → `INVALID_IMAGE_REFERENCE`."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(error).__name__).upper()
+    """The stable ErrorInfo reason for an error class, without an `Error` suffix.
+
+    `InvalidImageReference` → `INVALID_IMAGE_REFERENCE`, `ImageNotAssignedError` → `IMAGE_NOT_ASSIGNED`.
+    """
+    name = type(error).__name__
+    name = name.removesuffix("Error") or name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()
 
 
 def to_status(error: BaseException, table: StatusTable = DEFAULT_TABLE) -> grpc.Status:

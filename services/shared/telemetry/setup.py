@@ -30,6 +30,7 @@ one (then hand `tracing.provider` to the interceptors explicitly).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -210,7 +211,8 @@ def configure_tracing(
 
 def _processor(name: str, config: TracingConfig) -> SimpleSpanProcessor | BatchSpanProcessor:
     if name == "console":
-        return SimpleSpanProcessor(ConsoleSpanExporter(service_name=config.service_name))
+        # `out` given here: the exporter's default is the stdout of import time, not of now.
+        return SimpleSpanProcessor(ConsoleSpanExporter(service_name=config.service_name, out=sys.stdout))
     # Imported here: loading the exporter (and its gRPC/protobuf stack) costs start-up time nobody without a
     # collector should pay.
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415

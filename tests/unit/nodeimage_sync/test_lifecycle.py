@@ -24,9 +24,15 @@ DELETING = replace(a_nodeimage(), metadata=replace(a_nodeimage().metadata, delet
         pytest.param(READY_AT_T0, None, at(31), lifecycle.LifecyclePlan(Step.CREATE), id="ready-long-enough"),
         pytest.param(READY_AT_T0, None, at(30), lifecycle.LifecyclePlan(Step.CREATE), id="ready-exactly-delay"),
         pytest.param(READY_AT_T0, None, at(10), lifecycle.LifecyclePlan(Step.WAIT, 20.0), id="inside-delay"),
-        pytest.param(replace(READY_AT_T0, ready=False), None, at(99), lifecycle.LifecyclePlan(Step.NOTHING), id="not-ready"),
         pytest.param(
-            replace(READY_AT_T0, ready_since=None), None, at(0), lifecycle.LifecyclePlan(Step.CREATE), id="ready-since-unknown"
+            replace(READY_AT_T0, ready=False), None, at(99), lifecycle.LifecyclePlan(Step.NOTHING), id="not-ready"
+        ),
+        pytest.param(
+            replace(READY_AT_T0, ready_since=None),
+            None,
+            at(0),
+            lifecycle.LifecyclePlan(Step.CREATE),
+            id="ready-since-unknown",
         ),
         pytest.param(
             replace(READY_AT_T0, labels={"type": "virtual-kubelet"}),
@@ -36,7 +42,13 @@ DELETING = replace(a_nodeimage(), metadata=replace(a_nodeimage().metadata, delet
             id="virtual-kubelet-never-created",
         ),
         pytest.param(None, a_nodeimage(), at(0), lifecycle.LifecyclePlan(Step.DELETE), id="node-gone"),
-        pytest.param(replace(READY_AT_T0, deleting=True), a_nodeimage(), at(0), lifecycle.LifecyclePlan(Step.DELETE), id="node-deleting"),
+        pytest.param(
+            replace(READY_AT_T0, deleting=True),
+            a_nodeimage(),
+            at(0),
+            lifecycle.LifecyclePlan(Step.DELETE),
+            id="node-deleting",
+        ),
         pytest.param(None, FAKE, at(0), lifecycle.LifecyclePlan(Step.MAINTAIN), id="fake-kept-without-node"),
         pytest.param(None, DELETING, at(0), lifecycle.LifecyclePlan(Step.NOTHING), id="nodeimage-already-deleting"),
         pytest.param(None, None, at(0), lifecycle.LifecyclePlan(Step.NOTHING), id="neither"),

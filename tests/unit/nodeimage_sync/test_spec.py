@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from services.nodeimage_sync.logic import spec
 from services.shared.api import constants
 from services.shared.api.meta import ObjectReference
@@ -57,10 +59,12 @@ def test_owner_of_a_gone_job_is_dropped_and_the_tag_with_it():
 
 
 def test_only_the_gone_owner_is_dropped_when_others_remain():
-    traces = (TraceContext(uid=JOB_A.uid, traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"),
-              TraceContext(uid=JOB_B.uid, traceparent="00-" + "3" * 32 + "-" + "4" * 16 + "-01"))
+    traces = (
+        TraceContext(uid=JOB_A.uid, traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"),
+        TraceContext(uid=JOB_B.uid, traceparent="00-" + "3" * 32 + "-" + "4" * 16 + "-01"),
+    )
     tag = a_tag(owners=(JOB_A, JOB_B))
-    nodeimage = a_nodeimage(images={"nginx": (tag.__class__(**{**tag.__dict__, "trace_contexts": traces}),)})
+    nodeimage = a_nodeimage(images={"nginx": (replace(tag, trace_contexts=traces),)})
     plan = maintain(nodeimage, owners={spec.owner_key(JOB_A): False, spec.owner_key(JOB_B): True})
     (kept,) = (plan.spec.images or {})["nginx"].tags
     assert kept.owner_references == (JOB_B,)
@@ -74,7 +78,9 @@ def test_owner_with_unknown_existence_is_kept():
 
 def test_owner_refs_of_other_kinds_are_kept():
     other = ObjectReference(api_version="apps/v1", kind="Deployment", namespace="ns", name="d", uid="u")
-    kruise = ObjectReference(api_version="apps.kruise.io/v1beta1", kind="ImagePullJob", namespace="ns", name="k", uid="k")
+    kruise = ObjectReference(
+        api_version="apps.kruise.io/v1beta1", kind="ImagePullJob", namespace="ns", name="k", uid="k"
+    )
     nodeimage = a_nodeimage(images={"nginx": (a_tag(owners=(other, kruise)),)})
     plan = maintain(nodeimage, owners={spec.owner_key(other): False, spec.owner_key(kruise): False})
     assert not plan.changed

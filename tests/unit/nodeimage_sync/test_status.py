@@ -69,9 +69,7 @@ def test_unfinished_tag_fails_after_deadline_plus_response_timeout():
 
 
 def test_finished_tag_is_not_touched_by_the_deadline():
-    nodeimage = a_nodeimage(
-        images={"nginx": (a_tag(deadline=1),)}, statuses={"nginx": (a_status(completed=at(5)),)}
-    )
+    nodeimage = a_nodeimage(images={"nginx": (a_tag(deadline=1),)}, statuses={"nginx": (a_status(completed=at(5)),)})
     plan = maintain(nodeimage, at(10_000))
     assert not plan.changed
     assert plan.requeue_after is None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from services.scheduler.logic import tagentries, tagpolicy
+from services.shared.api.imagepulljob import ImagePullJobSpec
 from services.shared.api.meta import ObjectReference
-from services.shared.api.nodeimage import ImageTagPullPolicy, NodeImage, ReferenceObject, TraceContext
+from services.shared.api.nodeimage import ImageSpec, ImageTagPullPolicy, NodeImage, ReferenceObject, TraceContext
 from tests.unit.scheduler.builders import JOB_UID, at, job, node, tag_entry, tag_status
 
 SETTINGS = tagpolicy.TagPolicySettings()
@@ -27,9 +30,11 @@ def request(**overrides: object) -> tagentries.TagRequest:
     return tagentries.TagRequest(**values)  # type: ignore[arg-type]
 
 
-def plan(n: NodeImage, req: tagentries.TagRequest | None = None, specs: dict[str, object] | None = None) -> object:
+def plan(
+    n: NodeImage, req: tagentries.TagRequest | None = None, specs: Mapping[str, ImagePullJobSpec] | None = None
+) -> ImageSpec | None:
     owner_specs = specs if specs is not None else {JOB_UID: job().spec}
-    return tagentries.plan_image_spec(n, req or request(), at(5), owner_specs)  # type: ignore[arg-type]
+    return tagentries.plan_image_spec(n, req or request(), at(5), owner_specs)
 
 
 def test_new_entry_version_follows_the_status_version() -> None:
@@ -70,7 +75,7 @@ def test_owned_entry_gets_missing_secret_refs() -> None:
     owned = node("a", tags=[tag_entry(pullPolicy=policy, traceContexts=[trace])])
     ref = ReferenceObject(namespace="ns", name="regcred")
     planned = plan(owned, request(secret_refs=(ref,)))
-    assert planned is not None and planned.pull_secrets == (ref,)  # type: ignore[attr-defined]
+    assert planned is not None and planned.pull_secrets == (ref,)
 
 
 def test_changed_pull_policy_reaches_the_tag_entry() -> None:
@@ -79,7 +84,8 @@ def test_changed_pull_policy_reaches_the_tag_entry() -> None:
     edited = job(pullPolicy={"timeoutSeconds": 900, "backoffLimit": 1}).spec
     planned = plan(owned, specs={JOB_UID: edited})
     assert planned is not None
-    tag_policy = planned.tags[0].pull_policy  # type: ignore[attr-defined]
+    tag_policy = planned.tags[0].pull_policy
+    assert tag_policy is not None
     assert (tag_policy.timeout_seconds, tag_policy.backoff_limit) == (900, 1)
     assert tag_policy.ttl_seconds_after_finished == 2100
 
@@ -93,7 +99,8 @@ def test_shared_tag_takes_the_most_generous_owner() -> None:
     }
     planned = plan(shared, specs=specs)
     assert planned is not None
-    tag_policy = planned.tags[0].pull_policy  # type: ignore[attr-defined]
+    tag_policy = planned.tags[0].pull_policy
+    assert tag_policy is not None
     assert (tag_policy.timeout_seconds, tag_policy.backoff_limit) == (1200, 3)
 
 

@@ -89,13 +89,19 @@ def test_exceptions_are_one_field_of_one_line(log_lines):
 @pytest.mark.parametrize(
     ("message", "args", "leaked", "kept"),
     [
-        pytest.param("header %s", ("Authorization: Bearer abc.def-ghi",), "abc.def-ghi", "Authorization", id="bearer-arg"),
+        pytest.param(
+            "header %s", ("Authorization: Bearer abc.def-ghi",), "abc.def-ghi", "Authorization", id="bearer-arg"
+        ),
         pytest.param("sending Bearer s3cr3t-t0ken now", (), "s3cr3t-t0ken", "now", id="bearer-inline"),
         pytest.param("token file read: %s", (JWT,), JWT[:20], "token file read", id="jwt"),
-        pytest.param('config {"auths": {"r": {"auth": "dXNlcjpwYXNz"}}}', (), "dXNlcjpwYXNz", '"auths"', id="docker-auth"),
+        pytest.param(
+            'config {"auths": {"r": {"auth": "dXNlcjpwYXNz"}}}', (), "dXNlcjpwYXNz", '"auths"', id="docker-auth"
+        ),
         pytest.param("login password=hunter2 user=bob", (), "hunter2", "user=bob", id="password-field"),
         pytest.param("{'password': 'two words', 'username': 'bob'}", (), "two words", "'username': 'bob'", id="repr"),
-        pytest.param("identitytoken: abcdef123456", (), "abcdef123456", "identitytoken", id="identity-token"),
+        pytest.param("identitytoken=abcdef123456 next", (), "abcdef123456", "next", id="identity-token"),
+        pytest.param("registry_token:abcdef123456 next", (), "abcdef123456", "next", id="colon-no-space"),
+        pytest.param("header %s", ("Authorization: Bearer",), "!", "Authorization: Bearer", id="no-token-no-harm"),
     ],
 )
 def test_secrets_in_messages_are_redacted(log_lines, message, args, leaked, kept):
@@ -103,12 +109,15 @@ def test_secrets_in_messages_are_redacted(log_lines, message, args, leaked, kept
 
     [line] = log_lines()
     assert leaked not in line["message"]
-    assert shared_logging.REDACTED in line["message"]
     assert kept in line["message"]
+    assert (shared_logging.REDACTED in line["message"]) is (leaked != "!")
 
 
 def test_harmless_text_is_left_alone(log_lines):
-    text = "pull secret default/regcred matched registry.example.com; node-name=node-a; tokens_refreshed=3"
+    text = (
+        "pull secret default/regcred matched registry.example.com; node-name=node-a; tokens_refreshed=3; "
+        "invalid credentials: check the secret; the bearer token expired"
+    )
     logging.getLogger("prepull.test").info(text)
 
     assert log_lines()[0]["message"] == text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -12,9 +13,9 @@ from prometheus_client import CollectorRegistry, Counter
 from services.shared.observability import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, ObservabilityServer
 
 
-def get(port: int | None, path: str, accept: str | None = None) -> tuple[int, str, str]:
+def get(port: int | None, path: str, accept: str | None = None, host: str = "127.0.0.1") -> tuple[int, str, str]:
     assert port is not None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Accept": accept} if accept else {})
+    request = urllib.request.Request(f"http://{host}:{port}{path}", headers={"Accept": accept} if accept else {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers["Content-Type"], response.read().decode()
@@ -51,17 +52,21 @@ def test_one_port_serves_metrics_and_probes_when_addresses_are_equal(registry):
 
 
 def test_separate_ports_each_serve_only_their_own_paths(registry):
-    with ObservabilityServer(
-        metrics_address="127.0.0.1:0", health_address="[::1]:0" if _has_ipv6() else "localhost:0", registry=registry
-    ) as server:
+    with ObservabilityServer(metrics_address="127.0.0.1:0", health_address="localhost:0", registry=registry) as server:
         metrics_port, health_port = server.port(METRICS_PATH), server.port(READINESS_PATH)
         assert metrics_port != health_port
 
         assert get(metrics_port, METRICS_PATH)[0] == 200
         assert get(metrics_port, READINESS_PATH)[0] == 404
-        if not _has_ipv6():
-            assert get(health_port, READINESS_PATH)[0] == 200
-            assert get(health_port, METRICS_PATH)[0] == 404
+        assert get(health_port, READINESS_PATH)[0] == 200
+        assert get(health_port, METRICS_PATH)[0] == 404
+
+
+def test_ipv6_literal_addresses_bind_an_ipv6_socket(registry):
+    if not _has_ipv6():
+        pytest.fail("this machine has no IPv6 loopback; the IPv6 path cannot be exercised")
+    with ObservabilityServer(metrics_address="[::1]:0", health_address="0", registry=registry) as server:
+        assert get(server.port(METRICS_PATH), METRICS_PATH, host="[::1]")[0] == 200
 
 
 def test_openmetrics_is_served_to_scrapers_that_ask_for_it(registry):
@@ -108,8 +113,6 @@ def test_invalid_address_is_refused_before_binding():
 
 
 def _has_ipv6() -> bool:
-    import socket
-
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind(("::1", 0))

@@ -105,7 +105,9 @@ def test_empty_environment_value_counts_as_unset():
     ("argv", "environ", "expected"),
     [
         pytest.param([], {}, "the following arguments are required: --node-name", id="missing-required"),
-        pytest.param(["--resync=soon"], {"NODE_NAME": "n"}, "argument --resync: invalid duration 'soon'", id="duration"),
+        pytest.param(
+            ["--resync=soon"], {"NODE_NAME": "n"}, "argument --resync: invalid duration 'soon'", id="duration"
+        ),
         pytest.param(["--log-level=loud"], {"NODE_NAME": "n"}, "argument --log-level: invalid choice", id="level"),
         pytest.param(["--metrics-address=8080"], {"NODE_NAME": "n"}, "invalid listen address '8080'", id="address"),
         pytest.param(["--grpc-address=:9090"], {"NODE_NAME": "n"}, "invalid gRPC address ':9090'", id="grpc-no-host"),
@@ -113,7 +115,7 @@ def test_empty_environment_value_counts_as_unset():
     ],
 )
 def test_errors_name_the_flag_and_do_not_exit(argv, environ, expected):
-    with pytest.raises(SettingsError, match="^prepull-test: ") as raised:
+    with pytest.raises(SettingsError, match=r"^prepull-test: ") as raised:
         parser().parse_flags(argv, environ)
     assert expected in str(raised.value)
 
@@ -145,7 +147,7 @@ def test_help_documents_every_flag_with_its_default(capsys):
         "--kubeconfig PATH kubeconfig file to reach the API server;",
         'ServiceAccount configuration [env KUBECONFIG] (default: "")',
         "--grpc-address GRPC_ADDRESS gRPC listen address (default: [::]:9090)",
-        "(may equal --metrics-address); \"0\" disables it (default: :8081)",
+        '(may equal --metrics-address); "0" disables it (default: :8081)',
         "disables it (default: :8080)",
         "{debug,info,warning,error} log threshold (default: info)",
         "--node-name NODE_NAME this node [env NODE_NAME] (required)",

@@ -10,9 +10,18 @@ from kubernetes.client.exceptions import ApiException
 
 from services.shared.kube import errors
 
+POOL = urllib3.HTTPSConnectionPool("127.0.0.1", 6443)
 
-def status(code: int, reason: str, message: str = "msg", **details) -> dict:
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}
+
+def status(code: int, reason: str, message: str = "msg", **details: object) -> dict[str, object]:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
     if details:
         body["details"] = details
     return body
@@ -90,9 +99,11 @@ def test_overlong_messages_are_cut():
     "exc",
     [
         pytest.param(ApiException(status=0, reason="SSLError: certificate verify failed"), id="ssl"),
-        pytest.param(urllib3.exceptions.MaxRetryError(None, "/api", "refused"), id="max-retries"),
+        pytest.param(
+            urllib3.exceptions.MaxRetryError(POOL, "/api", ConnectionRefusedError("refused")), id="max-retries"
+        ),
         pytest.param(urllib3.exceptions.ProtocolError("Connection aborted."), id="protocol"),
-        pytest.param(urllib3.exceptions.ReadTimeoutError(None, "/api", "read timed out"), id="read-timeout"),
+        pytest.param(urllib3.exceptions.ReadTimeoutError(POOL, "/api", "read timed out"), id="read-timeout"),
         pytest.param(ConnectionResetError("reset by peer"), id="reset"),
     ],
 )
@@ -115,7 +126,9 @@ def test_watch_error_events_become_the_same_errors():
 
 def test_resource_version_too_large_needs_a_relist():
     error = errors.from_status(
-        status(504, "Timeout", "Too large resource version", causes=[{"reason": "ResourceVersionTooLarge", "message": "x"}])
+        status(
+            504, "Timeout", "Too large resource version", causes=[{"reason": "ResourceVersionTooLarge", "message": "x"}]
+        )
     )
     assert isinstance(error, errors.ServerError)
     assert errors.needs_relist(error)

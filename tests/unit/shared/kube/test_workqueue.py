@@ -52,17 +52,18 @@ def test_a_key_being_processed_is_not_handed_out_again():
 def test_a_key_re_added_while_processing_is_processed_again_after_done():
     queue = a_queue()
     queue.add("a")
-    key = queue.get(timeout=0)
+    assert queue.get(timeout=0) == "a"
     queue.add("a")
     queue.add("a")
-    queue.done(key)
+    queue.done("a")
     assert drain(queue) == ["a"]
 
 
 def test_done_without_re_add_does_not_requeue():
     queue = a_queue()
     queue.add("a")
-    queue.done(queue.get(timeout=0))
+    assert queue.get(timeout=0) == "a"
+    queue.done("a")
     assert len(queue) == 0
 
 
@@ -181,9 +182,9 @@ def test_metrics_count_adds_depth_waits_and_retries():
     queue.add("b")
     assert (counters.adds, counters.current_depth) == (2, 2)
     clock.advance(3.0)
-    key = queue.get(timeout=0)
+    assert queue.get(timeout=0) == "a"
     clock.advance(2.0)
-    queue.done(key)
+    queue.done("a")
     assert counters.current_depth == 1
     assert (counters.wait_count, counters.wait_seconds_total) == (1, 3.0)
     assert (counters.work_count, counters.work_seconds_total) == (1, 2.0)

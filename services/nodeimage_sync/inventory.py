@@ -1,0 +1,217 @@
+"""The cluster's image inventory: which images each node holds, as its puller last reported, in memory.
+
+Only the leader holds it (design §2); after a leader change it starts empty and fills as pullers report (a
+node that has not reported is "unknown", never "has nothing"). Reports are sequenced per node (see
+`inventory.proto`): a snapshot replaces the node's inventory; a delta applies only on top of the report just
+before it, otherwise the puller is told to send a snapshot.
+
+Memory is bounded per node: at most `max_images` images (a report with more is refused, so a broken puller
+cannot exhaust the leader) and at most `max_names` repo tags plus repo digests per image (extra names are
+dropped: an image with hundreds of tags is an oddity, not something a query needs). Each node's footprint is
+estimated from the lengths of the strings it holds plus a fixed per-image overhead, and exported as a metric.
+
+Each image is normalized once when reported (`logic.presence.keys_of`), so a query costs two set lookups per
+node. Thread-safe: reports arrive on gRPC worker threads while queries run on others.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from services.nodeimage_sync.logic import presence
+from services.shared.clock import Clock
+
+PER_IMAGE_OVERHEAD_BYTES = 400
+"""Rough cost of the Python objects holding one image (dataclasses, tuples, frozensets, dict slot)."""
+
+
+class InventoryLimitExceeded(ValueError):  # noqa: N818 -- reads as the condition; mapped to RESOURCE_EXHAUSTED
+    """A report would make a node's inventory exceed its bound."""
+
+
+@dataclass(frozen=True)
+class NodeInventory:
+    """One node's images as of its last accepted report."""
+
+    node: str
+    sequence: int
+    reported_at: datetime
+    images: Mapping[str, presence.InventoryImage] = field(default_factory=dict)
+    keys: Mapping[str, presence.ImageKeys] = field(default_factory=dict)
+
+    @property
+    def image_bytes(self) -> int:
+        """Sum of the reported image sizes."""
+        return sum(image.size_bytes for image in self.images.values())
+
+    @property
+    def memory_bytes(self) -> int:
+        """Estimated memory this inventory holds (see the module docstring)."""
+        return sum(_footprint(image) for image in self.images.values())
+
+    def find(self, query: presence.Query) -> presence.InventoryImage | None:
+        """The first image (by digest) matching `query`, or None."""
+        for digest in sorted(self.images):
+            if presence.matches(query, self.keys[digest]):
+                return self.images[digest]
+        return None
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """How a report was handled: applied or not, and the last sequence applied for the node."""
+
+    applied: bool
+    accepted_sequence: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Inventory size over all nodes, for metrics."""
+
+    nodes: int
+    images: int
+    memory_bytes: int
+
+
+class InventoryStore:
+    """Per-node inventories; see the module docstring.
+
+    Args:
+        max_images: images kept per node.
+        max_names: repo tags plus repo digests kept per image.
+        clock: stamps `reported_at`.
+        on_change: called with the node name after its inventory changed (outside the lock).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_images: int,
+        max_names: int,
+        clock: Clock,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._max_images = max_images
+        self._max_names = max_names
+        self._clock = clock
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        """Serializes reports, so a delta is checked and applied against the same previous report."""
+        self._nodes: dict[str, NodeInventory] = {}
+        self._memory: dict[str, int] = {}
+
+    def apply_snapshot(self, node: str, sequence: int, images: Iterable[presence.InventoryImage]) -> ReportOutcome:
+        """Replace the node's inventory with `images`.
+
+        Raises:
+            InventoryLimitExceeded: more than `max_images` images.
+        """
+        bounded = {image.digest: self._bounded(image) for image in images if image.digest}
+        self._check_size(node, len(bounded))
+        inventory = NodeInventory(
+            node=node,
+            sequence=sequence,
+            reported_at=self._clock.now(),
+            images=bounded,
+            keys={digest: presence.keys_of(image) for digest, image in bounded.items()},
+        )
+        with self._write_lock:
+            self._store(inventory)
+        return ReportOutcome(applied=True, accepted_sequence=sequence)
+
+    def apply_delta(
+        self,
+        node: str,
+        sequence: int,
+        *,
+        upserted: Iterable[presence.InventoryImage],
+        removed_digests: Iterable[str],
+    ) -> ReportOutcome:
+        """Apply changes on top of the report numbered `sequence - 1`; otherwise apply nothing.
+
+        Raises:
+            InventoryLimitExceeded: the result would hold more than `max_images` images.
+        """
+        with self._write_lock:
+            return self._apply_delta(node, sequence, upserted=upserted, removed_digests=removed_digests)
+
+    def _apply_delta(
+        self,
+        node: str,
+        sequence: int,
+        *,
+        upserted: Iterable[presence.InventoryImage],
+        removed_digests: Iterable[str],
+    ) -> ReportOutcome:
+        with self._lock:
+            current = self._nodes.get(node)
+        if current is None or sequence != current.sequence + 1:
+            return ReportOutcome(applied=False, accepted_sequence=current.sequence if current else 0)
+        images = dict(current.images)
+        keys = dict(current.keys)
+        for digest in removed_digests:
+            images.pop(digest, None)
+            keys.pop(digest, None)
+        for image in upserted:
+            if image.digest:
+                images[image.digest] = self._bounded(image)
+                keys[image.digest] = presence.keys_of(images[image.digest])
+        self._check_size(node, len(images))
+        updated = NodeInventory(node, sequence, self._clock.now(), images, keys)
+        self._store(updated)
+        return ReportOutcome(applied=True, accepted_sequence=sequence)
+
+    def get(self, node: str) -> NodeInventory | None:
+        """The node's inventory, or None if it has not reported."""
+        with self._lock:
+            return self._nodes.get(node)
+
+    def forget(self, node: str) -> None:
+        """Drop a node's inventory (its Node is gone)."""
+        with self._lock:
+            removed = self._nodes.pop(node, None)
+            self._memory.pop(node, None)
+        if removed is not None and self._on_change is not None:
+            self._on_change(node)
+
+    def clear(self) -> None:
+        """Drop every inventory (leadership lost: the next leader starts empty anyway)."""
+        with self._lock:
+            self._nodes.clear()
+            self._memory.clear()
+
+    def totals(self) -> Totals:
+        """Nodes, images and estimated memory over all inventories."""
+        with self._lock:
+            images = sum(len(inventory.images) for inventory in self._nodes.values())
+            return Totals(nodes=len(self._nodes), images=images, memory_bytes=sum(self._memory.values()))
+
+    def _bounded(self, image: presence.InventoryImage) -> presence.InventoryImage:
+        tags = image.repo_tags[: self._max_names]
+        digests = image.repo_digests[: max(self._max_names - len(tags), 0)]
+        if (tags, digests) == (image.repo_tags, image.repo_digests):
+            return image
+        return replace(image, repo_tags=tags, repo_digests=digests)
+
+    def _check_size(self, node: str, count: int) -> None:
+        if count > self._max_images:
+            raise InventoryLimitExceeded(
+                f"inventory of node {node} would hold {count} images; at most {self._max_images} are kept"
+            )
+
+    def _store(self, inventory: NodeInventory) -> None:
+        with self._lock:
+            self._nodes[inventory.node] = inventory
+            self._memory[inventory.node] = inventory.memory_bytes
+        if self._on_change is not None:
+            self._on_change(inventory.node)
+
+
+def _footprint(image: presence.InventoryImage) -> int:
+    names = sum(len(name) for name in (*image.repo_tags, *image.repo_digests))
+    return PER_IMAGE_OVERHEAD_BYTES + len(image.digest) + 2 * names

@@ -1,0 +1,275 @@
+"""Reconciling one NodeImage: observe (informer caches) → decide (`logic`) → apply (one write at most).
+
+The work queue hands a node name to one worker at a time. The reconcile reads the Node and the NodeImage
+from the informer caches (no request), asks `logic.lifecycle` what to do, and then:
+
+* creates the NodeImage (with the Node's labels), deletes it (guarded by its UID), or
+* maintains it: spec first (`logic.spec`); if the spec changed it is written and the reconcile ends (the
+  write's watch event brings the NodeImage back for the status pass, as upstream does); otherwise the status
+  (`logic.status`) is written if it changed, and then the Warning events for tags this pass failed are sent.
+
+Writes are merge patches guarded by the resourceVersion the decision was based on. The first decision uses
+the cached object; when it turns out stale (409), the object is read from the apiserver and the decision is
+made again (`patching.retry_on_conflict`), so a concurrent puller or scheduler write is never overwritten.
+The reconcile returns when to look again: the soonest pending TTL, response timeout or deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from services.nodeimage_sync.logic import lifecycle, requeue, spec, status
+from services.nodeimage_sync.logic.lifecycle import NodeFacts, Step
+from services.nodeimage_sync.metrics import Metrics
+from services.nodeimage_sync.owners import OwnerResolver
+from services.shared.api import constants
+from services.shared.api.meta import ObjectReference
+from services.shared.api.nodeimage import NodeImage
+from services.shared.kube import clock, controller, errors, objects, patching, resources, store
+
+log = logging.getLogger(__name__)
+
+FAILURE_REASON = "PullImageFailed"
+"""Upstream's event reason for pulls failed by the NodeImage controller (and by the daemon)."""
+
+
+class EventSink(Protocol):
+    """Where Warning events go (`services.shared.kube.events.EventRecorder` in production)."""
+
+    def warning(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
+        """Record a Warning event about `involved` (an object dict with apiVersion, kind and metadata)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The timers a reconcile uses, in seconds (from `settings.Settings`)."""
+
+    creation_delay: float = 30.0
+    response_timeout: float = 600.0
+    min_requeue: float = 3.0
+    requeue_jitter: float = 2.0
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A decided write: the patch, whether it goes to the status subresource, and what it does."""
+
+    patch: dict[str, Any]
+    to_status: bool
+    changes: tuple[str, ...]
+    failures: tuple[status.Failure, ...] = ()
+
+
+class NodeImageReconciler:
+    """The reconcile function of the NodeImage controller; safe to call from several worker threads.
+
+    Args:
+        api: for writes (and re-reads after a conflict).
+        nodes: the Node informer's store.
+        nodeimages: the NodeImage informer's store.
+        owners: decides whether a tag's owning jobs exist.
+        events: where failure events go.
+        metrics: counters to update.
+        timing: the timers.
+        clock: wall-clock time for the decisions.
+        rng: jitter for short requeues.
+    """
+
+    def __init__(
+        self,
+        *,
+        api: objects.ObjectApi,
+        nodes: store.Store,
+        nodeimages: store.Store,
+        owners: OwnerResolver,
+        events: EventSink,
+        metrics: Metrics,
+        timing: Timing,
+        clock: clock.Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._api = api
+        self._nodes = nodes
+        self._nodeimages = nodeimages
+        self._owners = owners
+        self._events = events
+        self._metrics = metrics
+        self._timing = timing
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    def reconcile(self, name: str) -> controller.Result:
+        """Bring the NodeImage `name` in line with its Node; raises (to be retried) on apiserver failures."""
+        started = time.monotonic()
+        try:
+            result = self._reconcile(name)
+        except errors.KubeError as error:
+            self._metrics.reconciles.labels(result="error").inc()
+            self._metrics.api_errors.labels(error=type(error).__name__).inc()
+            raise
+        finally:
+            self._metrics.reconcile_seconds.observe(time.monotonic() - started)
+        self._metrics.reconciles.labels(result="ok").inc()
+        return result
+
+    def _reconcile(self, name: str) -> controller.Result:
+        raw_node = self._nodes.get(name)
+        raw_nodeimage = self._nodeimages.get(name)
+        node = NodeFacts.from_node(raw_node) if raw_node is not None else None
+        nodeimage = NodeImage.from_dict(raw_nodeimage) if raw_nodeimage is not None else None
+        plan = lifecycle.plan_lifecycle(
+            node=node,
+            nodeimage=nodeimage,
+            now=self._clock.now(),
+            creation_delay=timedelta(seconds=self._timing.creation_delay),
+        )
+        if plan.step is Step.CREATE and node is not None:
+            self._create(node)
+        elif plan.step is Step.DELETE and nodeimage is not None:
+            self._delete(nodeimage)
+        elif plan.step is Step.WAIT:
+            return controller.Result(requeue_after=plan.wait_seconds)
+        elif plan.step is Step.MAINTAIN and raw_nodeimage is not None:
+            return self._maintain(raw_nodeimage, node)
+        return controller.Result()
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def _create(self, node: NodeFacts) -> None:
+        body = {
+            "apiVersion": constants.API_VERSION,
+            "kind": constants.KIND_NODE_IMAGE,
+            "metadata": {"name": node.name, "labels": dict(node.labels)},
+            "spec": {},
+        }
+        try:
+            self._api.create(resources.NODE_IMAGES, body)
+        except errors.AlreadyExists:
+            log.debug("NodeImage %s already exists", node.name)
+            return
+        self._metrics.writes.labels(action="create").inc()
+        log.info("created NodeImage %s", node.name, extra={"object": f"NodeImage/{node.name}"})
+
+    def _delete(self, nodeimage: NodeImage) -> None:
+        name = nodeimage.metadata.name
+        try:
+            self._api.delete(resources.NODE_IMAGES, name, uid=nodeimage.metadata.uid or None)
+        except (errors.NotFound, errors.Conflict):
+            log.debug("NodeImage %s already gone or replaced", name)
+            return
+        self._metrics.writes.labels(action="delete").inc()
+        log.info("deleted NodeImage %s: its Node is gone", name, extra={"object": f"NodeImage/{name}"})
+
+    # --- maintenance --------------------------------------------------------------------------------------
+
+    def _maintain(self, cached: objects.RawObject, node: NodeFacts | None) -> controller.Result:
+        name = str(cached["metadata"]["name"])
+        waits: list[float | None] = []
+        first = [True]
+
+        def read() -> objects.RawObject:
+            if first[0]:
+                first[0] = False
+                return cached
+            return self._api.get(resources.NODE_IMAGES, name)
+
+        def decide(raw: objects.RawObject) -> _Write | None:
+            waits.clear()
+            return self._decide(raw, node, waits)
+
+        def write(raw: objects.RawObject, decided: _Write) -> _Write:
+            patching.write(self._api, resources.NODE_IMAGES, raw, decided.patch, status=decided.to_status)
+            return decided
+
+        try:
+            written = patching.retry_on_conflict(read, decide, write)
+        except errors.NotFound:
+            return controller.Result()
+        if written is not None:
+            self._after_write(name, written)
+        delay = requeue.requeue_after(
+            waits, minimum=self._timing.min_requeue, jitter=self._timing.requeue_jitter, rand=self._rng.random()
+        )
+        return controller.Result(requeue_after=delay)
+
+    def _decide(self, raw: objects.RawObject, node: NodeFacts | None, waits: list[float | None]) -> _Write | None:
+        nodeimage = NodeImage.from_dict(raw)
+        now = self._clock.now()
+        owners = self._resolve_owners(nodeimage)
+        spec_plan = spec.maintain_spec(
+            nodeimage, node_labels=node.labels if node is not None else None, owners=owners, now=now
+        )
+        waits.append(spec_plan.requeue_after)
+        if spec_plan.changed:
+            patch = _spec_patch(raw, spec_plan)
+            if patch:
+                return _Write(patch, to_status=False, changes=spec_plan.changes)
+        status_plan = status.maintain_status(
+            nodeimage, now=now, response_timeout=timedelta(seconds=self._timing.response_timeout)
+        )
+        waits.append(status_plan.requeue_after)
+        if not status_plan.changed:
+            return None
+        patch = _status_patch(raw, status_plan)
+        if not patch:
+            return None
+        changes = tuple(f"image {f.image} tag {f.tag}: {f.message}" for f in status_plan.failures) or (
+            "status entries pruned and counts recomputed",
+        )
+        return _Write(patch, to_status=True, changes=changes, failures=status_plan.failures)
+
+    def _resolve_owners(self, nodeimage: NodeImage) -> dict[spec.OwnerKey, bool]:
+        lookups = self._owners.lookups
+        resolved = self._owners.resolve(spec.job_references(nodeimage))
+        self._metrics.owner_lookups.inc(self._owners.lookups - lookups)
+        return resolved
+
+    def _after_write(self, name: str, written: _Write) -> None:
+        self._metrics.writes.labels(action="status" if written.to_status else "spec").inc()
+        log.info("updated NodeImage %s: %s", name, "; ".join(written.changes), extra={"object": f"NodeImage/{name}"})
+        nodeimage_ref = {
+            "apiVersion": constants.API_VERSION,
+            "kind": constants.KIND_NODE_IMAGE,
+            "metadata": {"name": name},
+        }
+        for failure in written.failures:
+            message = status.failure_event_message(
+                image=failure.image, tag=failure.tag, node=name, message=failure.message
+            )
+            for owner in failure.owners:
+                self._events.warning(_involved(owner), FAILURE_REASON, message)
+            self._events.warning(nodeimage_ref, FAILURE_REASON, message)
+
+
+def _spec_patch(raw: Mapping[str, Any], plan: spec.SpecPlan) -> dict[str, Any]:
+    old = {"metadata": {"labels": (raw.get("metadata") or {}).get("labels") or {}}, "spec": raw.get("spec") or {}}
+    new = {"metadata": {"labels": dict(plan.labels)}, "spec": plan.spec.to_dict()}
+    return patching.merge_patch(old, new)
+
+
+def _status_patch(raw: Mapping[str, Any], plan: status.StatusPlan) -> dict[str, Any]:
+    old = dict(raw.get("status") or {})
+    new = dict(old)
+    new.setdefault("waiting", 0)
+    new.update(plan.counts)
+    new["imageStatuses"] = {name: entry.to_dict() for name, entry in (plan.image_statuses or {}).items()}
+    if not new["imageStatuses"]:
+        del new["imageStatuses"]
+    patch = patching.merge_patch(old, new)
+    return {"status": patch} if patch else {}
+
+
+def _involved(owner: ObjectReference) -> dict[str, Any]:
+    """An owner reference in the shape the event recorder reads (apiVersion, kind, metadata)."""
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "metadata": {"namespace": owner.namespace, "name": owner.name, "uid": owner.uid},
+    }

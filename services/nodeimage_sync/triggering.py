@@ -1,0 +1,103 @@
+"""Informer events → node names on the work queue (upstream §4.1 and §4.3's event handlers).
+
+* Every NodeImage event enqueues its name: the NodeImage is what we maintain, and its changes (a puller's
+  status, a scheduler's new tag) can start a timer.
+* A Node event enqueues its name only when it can matter (`logic.triggers`); kubelet heartbeats do not.
+* An ImagePullJob delete enqueues every NodeImage that names the job, found by scanning the NodeImage cache
+  (memory only, once per deleted job), and tells the owner resolver the job is gone. So the job's tags leave
+  within seconds, with no list of "last targeted nodes" to lose on restart: after a restart the initial list
+  enqueues every NodeImage anyway, and stale owners are found then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from services.nodeimage_sync.logic import triggers
+from services.nodeimage_sync.logic.lifecycle import NodeFacts
+from services.nodeimage_sync.owners import OwnerResolver
+from services.shared.kube import clock, informer, store, workqueue
+
+
+class Triggers:
+    """Builds the informer handlers that feed `queue`.
+
+    Args:
+        queue: the controller's work queue (keys: node names).
+        nodeimages: the NodeImage informer's store, to see whether a Node has a NodeImage.
+        owners: told about deleted jobs.
+        clock: wall-clock time for the creation delay.
+        creation_delay: seconds a Node must have been Ready before it gets a NodeImage.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue: workqueue.WorkQueue[str],
+        nodeimages: store.Store,
+        owners: OwnerResolver,
+        clock: clock.Clock,
+        creation_delay: float,
+    ) -> None:
+        self._queue = queue
+        self._nodeimages = nodeimages
+        self._owners = owners
+        self._clock = clock
+        self._delay = timedelta(seconds=creation_delay)
+
+    def node_handlers(self) -> informer.Handlers:
+        """Handlers for the Node informer."""
+        return informer.Handlers(
+            on_add=self._node_changed,
+            on_update=lambda _old, new: self._node_changed(new),
+            on_delete=self._node_deleted,
+        )
+
+    def nodeimage_handlers(self) -> informer.Handlers:
+        """Handlers for the NodeImage informer: every event enqueues the name."""
+        return informer.Handlers(
+            on_add=self._enqueue_object,
+            on_update=lambda _old, new: self._enqueue_object(new),
+            on_delete=self._enqueue_object,
+        )
+
+    def job_handlers(self) -> informer.Handlers:
+        """Handlers for the ImagePullJob informer: only deletions matter."""
+        return informer.Handlers(on_delete=self._job_deleted)
+
+    def _node_changed(self, raw: Mapping[str, Any]) -> None:
+        node = NodeFacts.from_node(raw)
+        existing = self._nodeimages.get(node.name)
+        labels = None if existing is None else dict((existing.get("metadata") or {}).get("labels") or {})
+        delay = triggers.after_node_change(
+            node=node, nodeimage_labels=labels, now=self._clock.now(), creation_delay=self._delay
+        )
+        if delay is not None:
+            self._queue.add_after(node.name, delay)
+
+    def _node_deleted(self, raw: Mapping[str, Any]) -> None:
+        node = NodeFacts.from_node(raw)
+        if triggers.after_node_delete(node=node, has_nodeimage=self._nodeimages.get(node.name) is not None):
+            self._queue.add(node.name)
+
+    def _enqueue_object(self, raw: Mapping[str, Any]) -> None:
+        self._queue.add(str(raw["metadata"]["name"]))
+
+    def _job_deleted(self, raw: Mapping[str, Any]) -> None:
+        self._owners.job_deleted(raw)
+        uid = str((raw.get("metadata") or {}).get("uid", ""))
+        for nodeimage in self._nodeimages.list():
+            if uid and _names_owner(nodeimage, uid):
+                self._queue.add(str(nodeimage["metadata"]["name"]))
+
+
+def _names_owner(nodeimage: Mapping[str, Any], uid: str) -> bool:
+    images = (nodeimage.get("spec") or {}).get("images") or {}
+    return any(
+        ref.get("uid") == uid
+        for image in images.values()
+        for tag in image.get("tags") or ()
+        for ref in tag.get("ownerReferences") or ()
+    )

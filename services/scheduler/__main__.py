@@ -1,0 +1,35 @@
+"""`prepull-scheduler`: run one scheduler replica until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from services.scheduler import settings as scheduler_settings
+from services.scheduler.app import SchedulerApp
+from services.shared import logging as shared_logging
+from services.shared.kube import client
+from services.shared.rpc import server as rpc_server
+
+log = logging.getLogger("services.scheduler")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse flags, start the replica, and block until asked to stop."""
+    settings = scheduler_settings.parse(sys.argv[1:] if argv is None else argv)
+    shared_logging.configure(settings.log_level)
+    api_client = client.from_kubeconfig(
+        settings.kubeconfig, settings=client.ClientSettings(user_agent="prepull-scheduler")
+    )
+    app = SchedulerApp(settings, api_client)
+    app.start()
+    try:
+        rpc_server.serve_until_signal(app.grpc_server, grace=5.0, health=app.health)
+    finally:
+        app.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""The scheduler's composition root: informers, controllers, gRPC servers, probes and leader election.
+
+Every replica runs the informers and serves `Credentials` (stateless reads, design §2); only the Lease holder
+runs the controllers. On gaining leadership the controllers start with fresh queues and every known job is
+queued once; on losing it they stop at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+import kubernetes.client
+
+from services.scheduler import credentials_servicer, dispatcher, expectations, listreconciler, reconciler
+from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.settings import SchedulerSettings
+from services.scheduler.view import ClusterView
+from services.shared import observability
+from services.shared.auth.interceptor import AuthInterceptor
+from services.shared.auth.tokenreview import TokenReviewAuthenticator
+from services.shared.clock import Clock, SystemClock
+from services.shared.gen.prepull.v1 import credentials_pb2_grpc
+from services.shared.kube import client, controller, events, informer, kubeapi, leaderelection, resources
+from services.shared.rpc import server as rpc_server
+from services.shared.rpc.health import Health
+from services.shared.rpc.status import StatusInterceptor
+
+__all__ = ["SchedulerApp"]
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_SECONDS = 120.0
+
+
+class SchedulerApp:
+    """One scheduler replica. `start()` returns once caches are synced and servers listen; `stop()` undoes it."""
+
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        api_client: kubernetes.client.ApiClient,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock or SystemClock()
+        self.api = kubeapi.KubeApi(api_client, settings=client.ClientSettings(user_agent="prepull-scheduler"))
+        namespace = settings.watch_namespace or None
+        self.view = ClusterView(
+            jobs=informer.Informer(self.api, resources.IMAGE_PULL_JOBS, namespace=namespace),
+            list_jobs=informer.Informer(self.api, resources.IMAGE_LIST_PULL_JOBS, namespace=namespace),
+            node_images=informer.Informer(self.api, resources.NODE_IMAGES),
+            pods=informer.Informer(self.api, resources.PODS, namespace=namespace, field_selector="spec.nodeName!="),
+        )
+        self.metrics = SchedulerMetrics()
+        self.expectations = expectations.Expectations(settings.expectation_timeout_seconds)
+        self.recorder = events.EventRecorder(self.api, component="prepull-scheduler", instance=settings.leader_identity)
+        self._lock = threading.Lock()
+        self._job_controller: controller.Controller[str] | None = None
+        self._list_controller: controller.Controller[str] | None = None
+        self.dispatcher = dispatcher.Dispatcher(self.view, self.expectations, self._enqueue_job, self._enqueue_list_job)
+        self.job_reconciler = reconciler.JobReconciler(
+            api=self.api,
+            view=self.view,
+            dispatcher=self.dispatcher,
+            expectations=self.expectations,
+            recorder=self.recorder,
+            metrics=self.metrics,
+            settings=settings,
+            clock=self._clock,
+            rng=rng,
+        )
+        self.list_reconciler = listreconciler.ListJobReconciler(
+            api=self.api, view=self.view, recorder=self.recorder, metrics=self.metrics, clock=self._clock
+        )
+        self.health = Health()
+        servicer = credentials_servicer.CredentialsServicer(
+            api=self.api, view=self.view, recorder=self.recorder, metrics=self.metrics
+        )
+        self.grpc_server, self.grpc_port = rpc_server.create_server(
+            settings.grpc_address,
+            [(credentials_pb2_grpc.add_CredentialsServicer_to_server, servicer)],
+            health=self.health,
+            serving=False,
+            interceptors=[
+                AuthInterceptor(
+                    credentials_servicer.credentials_policy(settings.puller_username),
+                    authenticator=TokenReviewAuthenticator(api_client),
+                ),
+                StatusInterceptor(),
+            ],
+        )
+        self.probes = observability.ObservabilityServer(
+            metrics_address=settings.metrics_address,
+            health_address=settings.health_address,
+            readiness=self._ready,
+            registry=self.metrics.registry,
+        )
+        self._elector: leaderelection.LeaderElector | None = None
+        if settings.leader_election:
+            self._elector = leaderelection.LeaderElector(
+                self.api,
+                namespace=settings.leader_election_namespace,
+                name=settings.leader_election_name,
+                identity=settings.leader_identity,
+                settings=leaderelection.ElectionSettings(
+                    lease_duration=settings.lease_duration_seconds,
+                    renew_deadline=settings.renew_deadline_seconds,
+                    retry_period=settings.retry_period_seconds,
+                ),
+                on_started_leading=self.start_leading,
+                on_stopped_leading=self.stop_leading,
+            )
+
+    # --- life cycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Sync caches, start serving, and campaign for leadership (or lead at once without election)."""
+        self.dispatcher.register()
+        self.recorder.start()
+        for each in self.view.informers:
+            each.start()
+        for each in self.view.informers:
+            if not each.wait_for_sync(SYNC_TIMEOUT_SECONDS):
+                raise TimeoutError(f"{each!r} did not sync within {SYNC_TIMEOUT_SECONDS:.0f}s")
+        self.probes.start()
+        self.grpc_server.start()
+        self.health.set_serving(True)
+        if self._elector is not None:
+            self._elector.start()
+        else:
+            self.start_leading()
+        log.info("scheduler started; gRPC on port %d", self.grpc_port)
+
+    def stop(self) -> None:
+        """Stop leading, serving and watching."""
+        if self._elector is not None:
+            self._elector.stop()
+        self.stop_leading()
+        rpc_server.stop_gracefully(self.grpc_server, grace=2.0, health=self.health)
+        self.probes.stop()
+        for each in self.view.informers:
+            each.stop()
+        self.recorder.stop()
+
+    def start_leading(self) -> None:
+        """Run the controllers and queue every known object once."""
+        with self._lock:
+            if self._job_controller is not None:
+                return
+            self._job_controller = controller.Controller(
+                "imagepulljob", self.job_reconciler.reconcile, workers=self.settings.job_workers
+            )
+            self._list_controller = controller.Controller(
+                "imagelistpulljob", self.list_reconciler.reconcile, workers=self.settings.list_job_workers
+            )
+            self._job_controller.start()
+            self._list_controller.start()
+        self.metrics.leader.set(1)
+        job_keys = self.view.jobs.informer.store.keys()
+        list_job_keys = self.view.list_jobs.informer.store.keys()
+        for key in job_keys:
+            self._enqueue_job(key)
+        for key in list_job_keys:
+            self._enqueue_list_job(key)
+        log.info("leading: controllers started")
+
+    def stop_leading(self) -> None:
+        """Stop the controllers (their queues are discarded; the next leader term starts afresh)."""
+        with self._lock:
+            running = [c for c in (self._job_controller, self._list_controller) if c is not None]
+            self._job_controller = self._list_controller = None
+        for each in running:
+            each.stop()
+        self.metrics.leader.set(0)
+
+    @property
+    def leading(self) -> bool:
+        """True while the controllers run."""
+        return self._job_controller is not None
+
+    def _ready(self) -> bool:
+        return all(each.has_synced() for each in self.view.informers)
+
+    def _enqueue_job(self, key: str) -> None:
+        running = self._job_controller
+        if running is not None:
+            running.queue.add(key)
+
+    def _enqueue_list_job(self, key: str) -> None:
+        running = self._list_controller
+        if running is not None:
+            running.queue.add(key)

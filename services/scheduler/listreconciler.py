@@ -1,0 +1,199 @@
+"""The ImageListPullJob controller's I/O (upstream §3): one child ImagePullJob per image.
+
+Per list job: label it with the template hash; if finished, apply its TTL and stop (children go by their own
+TTL or by garbage collection through their owner reference); otherwise wait until our last child creations and
+deletions show in the cache, compute the status from the children, create missing children in slow-start
+batches, delete children of removed images or an older template, and write the status if it changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from datetime import datetime
+from typing import Any
+
+from services.scheduler.logic import completion, listjobs
+from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.view import ClusterView
+from services.shared.api import constants, wire
+from services.shared.api.imagelistpulljob import ImageListPullJob
+from services.shared.api.imagepulljob import ImagePullJob
+from services.shared.clock import Clock
+from services.shared.kube import controller, errors, events, objects, patching, resources
+
+__all__ = ["ListJobReconciler"]
+
+log = logging.getLogger(__name__)
+
+CONTROLLER = "imagelistpulljob"
+EXPECTATION_TIMEOUT_SECONDS = 300.0
+
+
+class ListJobReconciler:
+    """Reconciles one ImageListPullJob key at a time."""
+
+    def __init__(
+        self,
+        *,
+        api: objects.ObjectApi,
+        view: ClusterView,
+        recorder: events.EventRecorder,
+        metrics: SchedulerMetrics,
+        clock: Clock,
+        expectation_requeue_seconds: float = 1.0,
+    ) -> None:
+        self._api = api
+        self._view = view
+        self._recorder = recorder
+        self._metrics = metrics
+        self._clock = clock
+        self._requeue = expectation_requeue_seconds
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[float, set[str], set[str]]] = {}
+        """List job key → (deadline, child names created but unseen, child names deleted but still seen)."""
+
+    def reconcile(self, key: str) -> controller.Result | None:
+        """One pass over the list job `key`."""
+        self._metrics.reconciles.labels(CONTROLLER).inc()
+        raw = self._view.list_jobs.raw(key)
+        if raw is None:
+            with self._lock:
+                self._pending.pop(key, None)
+            return None
+        try:
+            job = self._view.list_jobs.typed(raw)
+        except wire.InvalidObjectError as error:
+            log.warning("ImageListPullJob %s cannot be read: %s", key, error)
+            return None
+        if job.metadata.deletion_timestamp is not None:
+            return None
+        current_hash = listjobs.template_hash(job)
+        if (job.metadata.labels or {}).get(constants.LABEL_CONTROLLER_REVISION_HASH) != current_hash:
+            patching.write(
+                self._api,
+                resources.IMAGE_LIST_PULL_JOBS,
+                raw,
+                {"metadata": {"labels": {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash}}},
+            )
+            return None
+        now = self._clock.now()
+        if job.status is not None and job.status.completion_time is not None:
+            return self._finished(job, now)
+        children = self._children(job)
+        if not self._caught_up(key, children):
+            return controller.Result(requeue_after=self._requeue)
+        by_image = {child.spec.image: child for child in children}
+        status = listjobs.aggregate_status(job, by_image, now)
+        plan = listjobs.plan_children(job.spec.images, children, current_hash)
+        self._delete_children(key, raw, job, plan.delete)
+        self._create_children(key, raw, job, plan.create, current_hash)
+        new_status = status.to_dict()
+        if new_status != (raw.get("status") or {}):
+            patching.write(
+                self._api,
+                resources.IMAGE_LIST_PULL_JOBS,
+                raw,
+                {"status": patching.merge_patch(raw.get("status") or {}, new_status)},
+                status=True,
+            )
+        return None
+
+    def _finished(self, job: ImageListPullJob, now: datetime) -> controller.Result | None:
+        status = job.status
+        remaining = completion.ttl_remaining(
+            job.spec.completion_policy.ttl_seconds_after_finished, status.completion_time if status else None, now
+        )
+        if remaining is None:
+            return None
+        if remaining > 0:
+            return controller.Result(requeue_after=remaining)
+        with contextlib.suppress(errors.NotFound):
+            self._api.delete(
+                resources.IMAGE_LIST_PULL_JOBS,
+                job.metadata.name,
+                namespace=job.metadata.namespace,
+                uid=job.metadata.uid,
+                propagation_policy="Background",
+            )
+        return None
+
+    def _children(self, job: ImageListPullJob) -> list[ImagePullJob]:
+        found = []
+        for raw in self._view.jobs.informer.store.list():
+            metadata = raw.get("metadata") or {}
+            if metadata.get("namespace") != job.metadata.namespace or metadata.get("deletionTimestamp"):
+                continue
+            if any(owner.get("uid") == job.metadata.uid for owner in metadata.get("ownerReferences") or ()):
+                with contextlib.suppress(wire.InvalidObjectError):
+                    found.append(self._view.jobs.typed(raw))
+        return sorted(found, key=lambda child: child.metadata.name)
+
+    def _caught_up(self, key: str, children: list[ImagePullJob]) -> bool:
+        names = {child.metadata.name for child in children}
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is None:
+                return True
+            deadline, created, deleted = pending
+            if (created <= names and not (deleted & names)) or self._clock.monotonic() >= deadline:
+                del self._pending[key]
+                return True
+            return False
+
+    def _remember(self, key: str, *, created: set[str] | None = None, deleted: set[str] | None = None) -> None:
+        with self._lock:
+            _, was_created, was_deleted = self._pending.get(key, (0.0, set(), set()))
+            self._pending[key] = (
+                self._clock.monotonic() + EXPECTATION_TIMEOUT_SECONDS,
+                was_created | (created or set()),
+                was_deleted | (deleted or set()),
+            )
+
+    def _delete_children(self, key: str, raw: objects.RawObject, job: ImageListPullJob, names: tuple[str, ...]) -> None:
+        for name in names:
+            with contextlib.suppress(errors.NotFound):
+                self._api.delete(
+                    resources.IMAGE_PULL_JOBS, name, namespace=job.metadata.namespace, propagation_policy="Background"
+                )
+            self._remember(key, deleted={name})
+            self._recorder.normal(raw, reason="SuccessfulDelete", message=f"Delete ImagePullJob {name}")
+
+    def _create_children(
+        self, key: str, raw: objects.RawObject, job: ImageListPullJob, images: tuple[str, ...], current_hash: str
+    ) -> None:
+        remaining = list(images)
+        for batch in listjobs.slow_start_batches(len(images)):
+            chunk, remaining = remaining[:batch], remaining[batch:]
+            for image in chunk:
+                created = self._api.create(
+                    resources.IMAGE_PULL_JOBS, _child_body(job, image, current_hash), namespace=job.metadata.namespace
+                )
+                name = str((created.get("metadata") or {}).get("name"))
+                self._remember(key, created={name})
+                self._recorder.normal(raw, reason="SuccessfulCreate", message=f"Create ImagePullJob {name}")
+
+
+def _child_body(job: ImageListPullJob, image: str, current_hash: str) -> dict[str, Any]:
+    spec = job.spec.child_spec(image).to_dict()
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND_IMAGE_PULL_JOB,
+        "metadata": {
+            "generateName": f"{job.metadata.name}-",
+            "namespace": job.metadata.namespace,
+            "labels": {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash},
+            "ownerReferences": [
+                {
+                    "apiVersion": constants.API_VERSION,
+                    "kind": constants.KIND_IMAGE_LIST_PULL_JOB,
+                    "name": job.metadata.name,
+                    "uid": job.metadata.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }

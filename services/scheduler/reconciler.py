@@ -1,0 +1,345 @@
+"""The ImagePullJob controller's I/O: observe the cache, ask `logic`, apply the plan (upstream §2.2).
+
+Per job key:
+
+1. Gone: nothing to do. Our own last write not yet in the cache: wait for it (the informer event re-queues).
+2. Being deleted, or finished: remove the finalizer. A finished job is frozen; with `ttlSecondsAfterFinished`
+   it is deleted when the TTL runs out (re-queued until then).
+3. First sight: add the finalizer and the trace-context annotation (design §4).
+4. Select targets, wait while any targeted NodeImage lacks our last write, compute the status, write tag
+   entries into up to `parallelism - active` not-synced nodes (fresh read + resourceVersion precondition),
+   then write the status if it changed. A running job with a deadline is re-queued for it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from services.scheduler import dispatcher as dispatcher_module
+from services.scheduler import expectations as expectations_module
+from services.scheduler import tracecontext
+from services.scheduler.logic import completion, inflight, rollout, tagentries, tagpolicy, targets
+from services.scheduler.logic import status as job_status
+from services.scheduler.logic.labels import UnknownOperatorError
+from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.settings import SchedulerSettings
+from services.scheduler.view import ClusterView
+from services.shared.api import constants, imageref, wire
+from services.shared.api.imagepulljob import ImagePullJob
+from services.shared.api.meta import ObjectReference
+from services.shared.api.nodeimage import NodeImage, ReferenceObject, TraceContext
+from services.shared.clock import Clock
+from services.shared.kube import controller, errors, events, objects, patching, resources
+
+__all__ = ["JobReconciler", "job_expectation_key"]
+
+log = logging.getLogger(__name__)
+
+CONTROLLER = "imagepulljob"
+
+
+def job_expectation_key(key: str) -> str:
+    """Expectation key of an ImagePullJob."""
+    return f"imagepulljob/{key}"
+
+
+class JobReconciler:
+    """Reconciles one ImagePullJob key at a time (several workers may run different keys)."""
+
+    def __init__(
+        self,
+        *,
+        api: objects.ObjectApi,
+        view: ClusterView,
+        dispatcher: dispatcher_module.Dispatcher,
+        expectations: expectations_module.Expectations,
+        recorder: events.EventRecorder,
+        metrics: SchedulerMetrics,
+        settings: SchedulerSettings,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._api = api
+        self._view = view
+        self._dispatcher = dispatcher
+        self._expectations = expectations
+        self._recorder = recorder
+        self._metrics = metrics
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self.reconcile_counts: collections.Counter[str] = collections.Counter()
+        """Reconciles per job key: the test hook for wake-up selectivity (the metric has no per-job label)."""
+
+    # --- entry point -----------------------------------------------------------------------------------------
+
+    def reconcile(self, key: str) -> controller.Result | None:
+        """One pass over the job `key` ("namespace/name"); raises to be retried with back-off."""
+        self._metrics.reconciles.labels(CONTROLLER).inc()
+        with self._lock:
+            self.reconcile_counts[key] += 1
+        raw = self._view.jobs.raw(key)
+        if raw is None:
+            self._dispatcher.index(key, None)
+            self._expectations.forget(job_expectation_key(key))
+            return None
+        metadata = raw.get("metadata") or {}
+        if not self._expectations.satisfied(
+            job_expectation_key(key), metadata.get("resourceVersion"), self._clock.monotonic()
+        ):
+            return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
+        try:
+            job = self._view.jobs.typed(raw)
+        except wire.InvalidObjectError as error:
+            log.warning("ImagePullJob %s cannot be read: %s", key, error)
+            return None
+        self._dispatcher.index(key, job)
+        now = self._clock.now()
+        if job.metadata.deletion_timestamp is not None:
+            self._remove_finalizer(key, raw)
+            return None
+        if job.status is not None and job.status.completion_time is not None:
+            return self._finished(key, raw, job, now)
+        if self._ensure_metadata(key, raw):
+            return None
+        return self._sync(key, raw, job, now)
+
+    # --- finished and deleted jobs ---------------------------------------------------------------------------
+
+    def _finished(self, key: str, raw: objects.RawObject, job: ImagePullJob, now: datetime) -> controller.Result | None:
+        if self._remove_finalizer(key, raw):
+            return None
+        status = job.status
+        remaining = completion.ttl_remaining(
+            job.spec.completion_policy.ttl_seconds_after_finished, status.completion_time if status else None, now
+        )
+        if remaining is None:
+            return None
+        if remaining > 0:
+            return controller.Result(requeue_after=remaining)
+        log.info("deleting ImagePullJob %s: ttlSecondsAfterFinished has passed", key)
+        with contextlib.suppress(errors.NotFound):
+            self._api.delete(
+                resources.IMAGE_PULL_JOBS,
+                job.metadata.name,
+                namespace=job.metadata.namespace,
+                uid=job.metadata.uid,
+                propagation_policy="Background",
+            )
+        return None
+
+    def _remove_finalizer(self, key: str, raw: objects.RawObject) -> bool:
+        finalizers = list((raw.get("metadata") or {}).get("finalizers") or ())
+        if constants.JOB_FINALIZER not in finalizers:
+            return False
+        finalizers.remove(constants.JOB_FINALIZER)
+        try:
+            written = patching.write(
+                self._api, resources.IMAGE_PULL_JOBS, raw, {"metadata": {"finalizers": finalizers or None}}
+            )
+        except errors.NotFound:
+            return True
+        self._expect_job(key, written)
+        return True
+
+    def _ensure_metadata(self, key: str, raw: objects.RawObject) -> bool:
+        """Add the finalizer and the trace context if missing; True when a write was made."""
+        metadata = raw.get("metadata") or {}
+        finalizers = list(metadata.get("finalizers") or ())
+        annotations = metadata.get("annotations") or {}
+        patch: dict[str, Any] = {}
+        if constants.JOB_FINALIZER not in finalizers:
+            patch["finalizers"] = [*finalizers, constants.JOB_FINALIZER]
+        if not tracecontext.is_valid(annotations.get(constants.ANNOTATION_TRACE_CONTEXT)):
+            patch["annotations"] = {constants.ANNOTATION_TRACE_CONTEXT: tracecontext.new_traceparent()}
+        if not patch:
+            return False
+        written = patching.write(self._api, resources.IMAGE_PULL_JOBS, raw, {"metadata": patch})
+        self._expect_job(key, written)
+        return True
+
+    # --- running jobs ----------------------------------------------------------------------------------------
+
+    def _sync(self, key: str, raw: objects.RawObject, job: ImagePullJob, now: datetime) -> controller.Result | None:
+        try:
+            entry = imageref.parse(job.spec.image).nodeimage_entry()
+        except imageref.InvalidImageReference as error:
+            self._recorder.warning(raw, reason="InvalidImage", message=str(error))
+            return None
+        node_images = self._view.node_image_map()
+        pods = self._view.pods_in(job.metadata.namespace) if job.spec.pod_selector is not None else []
+        try:
+            chosen_targets = targets.select_targets(job.spec, job.metadata.namespace, node_images, pods)
+        except UnknownOperatorError as error:
+            self._recorder.warning(raw, reason="InvalidSelector", message=str(error))
+            return None
+        mono = self._clock.monotonic()
+        for node in chosen_targets:
+            name = dispatcher_module.node_image_key(node.metadata.name)
+            if not self._expectations.satisfied(name, node.metadata.resource_version, mono):
+                return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
+        refs = _secret_refs(job)
+        if job.status is None:
+            self._check_secrets(raw, job)
+        observation = job_status.observe(
+            job, targets=chosen_targets, image=entry.image, tag=entry.tag, secret_refs=refs, now=now
+        )
+        if not observation.finished_now:
+            free = self._free_slots(job, observation.status.active, node_images, entry.image, entry.tag)
+            for name in rollout.choose_nodes(observation.not_synced, free):
+                self._write_tag_entry(key, job, node_name=name, image=entry.image, tag=entry.tag, refs=refs, now=now)
+        new_status = observation.status.to_dict()
+        if new_status != (raw.get("status") or {}):
+            written = patching.write(
+                self._api,
+                resources.IMAGE_PULL_JOBS,
+                raw,
+                {"status": patching.merge_patch(raw.get("status") or {}, new_status)},
+                status=True,
+            )
+            self._expect_job(key, written)
+            if observation.finished_now:
+                self._report_finished(raw, observation)
+                self._dispatcher.index(key, None)
+            return None
+        if tagpolicy.is_never(job.spec):
+            return None
+        requeue = completion.deadline_requeue(
+            job.spec.completion_policy.active_deadline_seconds,
+            observation.status.start_time,
+            now,
+            self._settings.minimum_deadline_requeue_seconds,
+        )
+        return None if requeue is None else controller.Result(requeue_after=requeue)
+
+    def _free_slots(
+        self, job: ImagePullJob, active: int, node_images: Mapping[str, NodeImage], image: str, tag: str
+    ) -> int:
+        settings = self._settings
+        if settings.max_pulls_in_flight <= 0 and settings.max_pulls_in_flight_per_registry <= 0:
+            return rollout.slots(job.spec.parallelism, active)
+        counted = inflight.count_in_flight(node_images.values())
+        return rollout.slots(
+            job.spec.parallelism,
+            active,
+            cluster_in_flight=counted.total,
+            cluster_cap=settings.max_pulls_in_flight,
+            registry_in_flight=counted.by_registry[inflight.registry_of(image, tag)],
+            registry_cap=settings.max_pulls_in_flight_per_registry,
+        )
+
+    def _write_tag_entry(
+        self,
+        key: str,
+        job: ImagePullJob,
+        *,
+        node_name: str,
+        image: str,
+        tag: str,
+        refs: tuple[ReferenceObject, ...],
+        now: datetime,
+    ) -> None:
+        annotations = job.metadata.annotations or {}
+        traceparent = annotations.get(constants.ANNOTATION_TRACE_CONTEXT)
+        request = tagentries.TagRequest(
+            image=image,
+            tag=tag,
+            owner=ObjectReference(
+                api_version=constants.API_VERSION,
+                kind=constants.KIND_IMAGE_PULL_JOB,
+                namespace=job.metadata.namespace,
+                name=job.metadata.name,
+                uid=job.metadata.uid,
+            ),
+            secret_refs=refs,
+            new_policy=tagpolicy.new_tag_policy(job.spec, self._settings.tag_policy, self._rng.random()),
+            image_pull_policy=job.spec.image_pull_policy or "IfNotPresent",
+            sandbox_config=job.spec.sandbox_config,
+            trace=TraceContext(uid=job.metadata.uid, traceparent=traceparent) if traceparent else None,
+        )
+
+        def read() -> objects.RawObject:
+            return self._api.get(resources.NODE_IMAGES, node_name)
+
+        def decide(current: objects.RawObject) -> dict[str, Any] | None:
+            node = NodeImage.from_dict(current)
+            owners = _owner_uids(node, image, tag) | {job.metadata.uid}
+            specs = {**self._dispatcher.specs_by_uid(owners), job.metadata.uid: job.spec}
+            planned = tagentries.plan_image_spec(node, request, now, specs)
+            if planned is None:
+                return None
+            old_image = ((current.get("spec") or {}).get("images") or {}).get(image) or {}
+            return {"spec": {"images": {image: patching.merge_patch(old_image, planned.to_dict()) or None}}}
+
+        def write(current: objects.RawObject, patch: dict[str, Any]) -> objects.RawObject:
+            return patching.write(self._api, resources.NODE_IMAGES, current, patch)
+
+        try:
+            written = patching.retry_on_conflict(read, decide, write)
+        except errors.NotFound:
+            return
+        if written is not None:
+            self._metrics.tag_entries_written.inc()
+            self._expectations.expect(
+                dispatcher_module.node_image_key(node_name),
+                str((written.get("metadata") or {}).get("resourceVersion") or ""),
+                key,
+                self._clock.monotonic(),
+            )
+
+    # --- reporting -------------------------------------------------------------------------------------------
+
+    def _report_finished(self, raw: objects.RawObject, observation: job_status.Observation) -> None:
+        status = observation.status
+        if status.message == job_status.MESSAGE_DEADLINE:
+            names = ", ".join(status.failed_nodes or ())
+            self._recorder.warning(
+                raw, reason="DeadlineExceeded", message=f"activeDeadlineSeconds passed; failed nodes: {names}"
+            )
+        else:
+            self._recorder.normal(
+                raw,
+                reason="Completed",
+                message=f"pulled on {status.succeeded} node(s), failed on {status.failed} of {status.desired}",
+            )
+
+    def _check_secrets(self, raw: objects.RawObject, job: ImagePullJob) -> None:
+        """Warn on the job when a named pull secret is missing or unusable (never showing its contents)."""
+        from services.shared import credentials  # noqa: PLC0415 -- only needed for jobs with pull secrets
+
+        for name in job.spec.pull_secrets or ():
+            try:
+                secret = self._api.get(resources.SECRETS, name, namespace=job.metadata.namespace)
+                credentials.pull_secret_from_object(secret)
+            except errors.NotFound:
+                self._recorder.warning(
+                    raw,
+                    reason="PullSecretNotFound",
+                    message=f"pull secret {job.metadata.namespace}/{name} does not exist",
+                )
+            except credentials.InvalidPullSecret as error:
+                self._recorder.warning(raw, reason="InvalidPullSecret", message=str(error))
+            except errors.KubeError as error:
+                log.warning("cannot read pull secret %s/%s: %s", job.metadata.namespace, name, error)
+
+    def _expect_job(self, key: str, written: objects.RawObject) -> None:
+        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        self._expectations.expect(job_expectation_key(key), version, key, self._clock.monotonic())
+
+
+def _secret_refs(job: ImagePullJob) -> tuple[ReferenceObject, ...]:
+    return tuple(ReferenceObject(namespace=job.metadata.namespace, name=name) for name in job.spec.pull_secrets or ())
+
+
+def _owner_uids(node: NodeImage, image: str, tag: str) -> set[str]:
+    spec = (node.spec.images or {}).get(image)
+    entry = next((t for t in spec.tags if t.tag == tag), None) if spec else None
+    return {owner.uid for owner in (entry.owner_references or ())} if entry else set()

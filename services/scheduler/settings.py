@@ -1,0 +1,152 @@
+"""The scheduler's flags: the common ones (design §2) plus every timer of upstream §2 and §6.3 with its default.
+
+Tests shorten timers by building `SchedulerSettings` directly; operators tune them with flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from services.scheduler.logic.tagpolicy import TagPolicySettings
+from services.shared import settings as common
+
+__all__ = ["SchedulerSettings", "parse"]
+
+DEFAULT_PULLER_USERNAME = "system:serviceaccount:prepull-system:prepull-puller"
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """Everything the scheduler's composition root needs."""
+
+    kubeconfig: str = ""
+    grpc_address: str = "[::]:9090"
+    metrics_address: str = ":8080"
+    health_address: str = ":8081"
+    log_level: str = "info"
+    watch_namespace: str = ""
+    """Only jobs (and pods) of this namespace; empty: all namespaces (tests use one namespace each)."""
+    job_workers: int = 3
+    """`--imagepulljob-workers` (upstream default 3)."""
+    list_job_workers: int = 3
+    tag_policy: TagPolicySettings = field(default_factory=TagPolicySettings)
+    nodeimage_expectation_requeue_seconds: float = 5.0
+    """Fallback requeue while our own NodeImage write is not yet in the cache (upstream #1528: 5 s)."""
+    expectation_timeout_seconds: float = 300.0
+    """`--expectation-timeout`: after this long an unseen write is no longer waited for (upstream 5 m)."""
+    minimum_deadline_requeue_seconds: float = 1.0
+    max_pulls_in_flight: int = 0
+    """Cluster-wide cap on nodes pulling for any job; 0: no cap."""
+    max_pulls_in_flight_per_registry: int = 0
+    """Cap on nodes pulling from one registry; 0: no cap."""
+    puller_username: str = DEFAULT_PULLER_USERNAME
+    leader_election: bool = True
+    leader_election_namespace: str = "prepull-system"
+    leader_election_name: str = "prepull-scheduler"
+    leader_identity: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
+
+
+def _seconds(text: str) -> float:
+    return common.duration(text).total_seconds()
+
+
+def _parser() -> common.FlagParser:
+    parser = common.service_parser(
+        "prepull-scheduler",
+        "ImagePullJob and ImageListPullJob controllers, the Credentials and Jobs gRPC services.",
+    )
+    add = parser.add_argument
+    add("--watch-namespace", default="", help="only reconcile jobs of this namespace; empty: all namespaces")
+    add("--imagepulljob-workers", type=int, default=3, help="ImagePullJobs reconciled at once")
+    add("--imagelistpulljob-workers", type=int, default=3, help="ImageListPullJobs reconciled at once")
+    add(
+        "--default-ttlseconds-for-always-nodeimage",
+        type=int,
+        default=300,
+        help="seconds added to the TTL of every tag entry an Always job writes (0..2678400)",
+    )
+    add("--always-ttl-jitter", type=_seconds, default=300.0, help="random extra TTL [0, this) for Always tags")
+    add(
+        "--never-repull-interval",
+        type=_seconds,
+        default=86400.0,
+        help="a Never job's node re-pulls this long after finishing (the daily re-pull)",
+    )
+    add("--never-repull-jitter", type=_seconds, default=600.0, help="the re-pull interval varies by +/- this")
+    add("--never-min-deadline", type=_seconds, default=1800.0, help="minimum per-node deadline of Never tags")
+    add(
+        "--nodeimage-expectation-requeue",
+        type=_seconds,
+        default=5.0,
+        help="requeue delay while our own NodeImage write is not yet seen in the cache",
+    )
+    add("--expectation-timeout", type=_seconds, default=300.0, help="stop waiting for an unseen write after this")
+    add("--minimum-deadline-requeue", type=_seconds, default=1.0, help="shortest requeue for a job deadline")
+    add("--max-pulls-in-flight", type=int, default=0, help="cluster-wide cap on nodes pulling at once; 0: none")
+    add(
+        "--max-pulls-in-flight-per-registry",
+        type=int,
+        default=0,
+        help="cap on nodes pulling from one registry at once; 0: none",
+    )
+    add(
+        "--puller-service-account",
+        default=DEFAULT_PULLER_USERNAME,
+        help="username of the puller ServiceAccount, the only caller of Credentials",
+    )
+    add(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconcile only while holding the Lease",
+    )
+    add("--leader-election-namespace", default="prepull-system", help="namespace of the Lease")
+    add("--leader-election-name", default="prepull-scheduler", help="name of the Lease")
+    add("--lease-duration", type=_seconds, default=15.0, help="Lease duration")
+    add("--renew-deadline", type=_seconds, default=10.0, help="leader gives up after failing to renew this long")
+    add("--retry-period", type=_seconds, default=2.0, help="pause between Lease attempts")
+    return parser
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> SchedulerSettings:
+    """Settings from command-line flags (and the environment variables the common flags read)."""
+    flags = _parser().parse_flags(argv, os.environ if environ is None else environ)
+    base = common.CommonSettings.from_flags(flags)
+    if not 0 <= flags.default_ttlseconds_for_always_nodeimage <= 2678400:
+        raise SystemExit("--default-ttlseconds-for-always-nodeimage must be between 0 and 2678400")
+    return SchedulerSettings(
+        kubeconfig=base.kubeconfig,
+        grpc_address=base.grpc_address,
+        metrics_address=base.metrics_address,
+        health_address=base.health_address,
+        log_level=base.log_level,
+        watch_namespace=flags.watch_namespace,
+        job_workers=flags.imagepulljob_workers,
+        list_job_workers=flags.imagelistpulljob_workers,
+        tag_policy=TagPolicySettings(
+            always_ttl_extra_seconds=flags.default_ttlseconds_for_always_nodeimage,
+            always_ttl_jitter_seconds=int(flags.always_ttl_jitter),
+            never_repull_interval_seconds=int(flags.never_repull_interval),
+            never_repull_jitter_seconds=int(flags.never_repull_jitter),
+            never_min_deadline_seconds=int(flags.never_min_deadline),
+        ),
+        nodeimage_expectation_requeue_seconds=flags.nodeimage_expectation_requeue,
+        expectation_timeout_seconds=flags.expectation_timeout,
+        minimum_deadline_requeue_seconds=flags.minimum_deadline_requeue,
+        max_pulls_in_flight=flags.max_pulls_in_flight,
+        max_pulls_in_flight_per_registry=flags.max_pulls_in_flight_per_registry,
+        puller_username=flags.puller_service_account,
+        leader_election=flags.leader_elect,
+        leader_election_namespace=flags.leader_election_namespace,
+        leader_election_name=flags.leader_election_name,
+        lease_duration_seconds=flags.lease_duration,
+        renew_deadline_seconds=flags.renew_deadline,
+        retry_period_seconds=flags.retry_period,
+    )

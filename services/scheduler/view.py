@@ -1,0 +1,111 @@
+"""The scheduler's in-memory view of the cluster: informer stores read as typed objects.
+
+Parsing a NodeImage costs far more than reading a dict, and a job reconcile reads every target, so parsed
+objects are memoised by resourceVersion: a NodeImage is parsed once per change, not once per reconcile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from services.scheduler.logic.targets import PodPlacement
+from services.shared.api import wire
+from services.shared.api.imagelistpulljob import ImageListPullJob
+from services.shared.api.imagepulljob import ImagePullJob
+from services.shared.api.nodeimage import NodeImage
+from services.shared.kube import informer, objects
+
+__all__ = ["ClusterView", "TypedStore", "pod_placement"]
+
+T = TypeVar("T", bound=wire.WireObject)
+
+
+class TypedStore(Generic[T]):
+    """An informer's store, read as `T`, with parses memoised per (key, resourceVersion)."""
+
+    def __init__(self, source: informer.Informer, parse: Callable[[objects.RawObject], T]) -> None:
+        self.informer = source
+        self._parse = parse
+        self._memo: dict[str, tuple[str, T]] = {}
+        self._lock = threading.Lock()
+
+    def raw(self, key: str) -> objects.RawObject | None:
+        """The stored dict for `key` (do not modify it)."""
+        return self.informer.store.get(key)
+
+    def get(self, key: str) -> T | None:
+        """The typed object for `key`, or None when the cache does not hold it."""
+        raw = self.informer.store.get(key)
+        return None if raw is None else self.typed(raw)
+
+    def typed(self, raw: objects.RawObject) -> T:
+        """`raw` parsed, reusing an earlier parse of the same resourceVersion."""
+        key = objects.object_key(raw)
+        version = str((raw.get("metadata") or {}).get("resourceVersion") or "")
+        with self._lock:
+            memo = self._memo.get(key)
+        if memo is not None and memo[0] == version and version:
+            return memo[1]
+        parsed = self._parse(raw)
+        with self._lock:
+            self._memo[key] = (version, parsed)
+        return parsed
+
+    def forget(self, key: str) -> None:
+        """Drop the memo of a deleted object."""
+        with self._lock:
+            self._memo.pop(key, None)
+
+    def all(self) -> list[T]:
+        """Every stored object, typed."""
+        return [self.typed(raw) for raw in self.informer.store.list()]
+
+
+def pod_placement(raw: objects.RawObject) -> PodPlacement:
+    """What target selection needs from a Pod dict."""
+    metadata = raw.get("metadata") or {}
+    spec = raw.get("spec") or {}
+    phase = (raw.get("status") or {}).get("phase")
+    return PodPlacement(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        node_name=str(spec.get("nodeName") or ""),
+        labels=dict(metadata.get("labels") or {}),
+        active=phase not in ("Succeeded", "Failed") and not metadata.get("deletionTimestamp"),
+    )
+
+
+class ClusterView:
+    """The typed stores the controllers and servicers read."""
+
+    def __init__(
+        self,
+        *,
+        jobs: informer.Informer,
+        list_jobs: informer.Informer,
+        node_images: informer.Informer,
+        pods: informer.Informer,
+    ) -> None:
+        self.jobs: TypedStore[ImagePullJob] = TypedStore(jobs, ImagePullJob.from_dict)
+        self.list_jobs: TypedStore[ImageListPullJob] = TypedStore(list_jobs, ImageListPullJob.from_dict)
+        self.node_images: TypedStore[NodeImage] = TypedStore(node_images, NodeImage.from_dict)
+        self.pods = pods
+
+    @property
+    def informers(self) -> tuple[informer.Informer, ...]:
+        """All informers, to start, wait for and stop together."""
+        return (self.jobs.informer, self.list_jobs.informer, self.node_images.informer, self.pods)
+
+    def node_image_map(self) -> dict[str, NodeImage]:
+        """Every NodeImage by name."""
+        return {node.metadata.name: node for node in self.node_images.all()}
+
+    def pods_in(self, namespace: str) -> list[PodPlacement]:
+        """Placements of the cached pods of one namespace."""
+        return [
+            pod_placement(raw)
+            for raw in self.pods.store.list()
+            if (raw.get("metadata") or {}).get("namespace") == namespace
+        ]

@@ -1,0 +1,270 @@
+"""The ImagePullJob controller against the real apiserver (upstream §2; NodeImage statuses written by the test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from localcluster.process import wait_until
+from services.shared.api import constants
+from services.shared.kube import objects, resources
+from tests.integration.scheduler import helpers
+from tests.integration.scheduler.conftest import SchedulerFactory
+
+pytestmark = pytest.mark.integration
+
+IMAGE, TAG = "nginx", "1.25"
+TIMEOUT = helpers.TIMEOUT
+
+
+def test_parallelism_is_never_exceeded_and_the_job_completes_with_counts(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    nodes = sorted(node_images(labels=test_label) for _ in range(5))
+    scheduler_factory()
+    helpers.create_job(
+        kube, kube_namespace, "j", {"image": "nginx:1.25", "parallelism": 2, "selector": {"matchLabels": test_label}}
+    )
+    finished: list[str] = []
+    max_seen = 0
+    while len(finished) < len(nodes):
+
+        def active_nodes() -> list[str]:
+            return [n for n in nodes if n not in finished and helpers.is_active(kube, n, IMAGE, TAG)]
+
+        wait_until(lambda: bool(active_nodes()), timeout=TIMEOUT, what="a node to be started")
+        for _ in range(5):  # sample a few times: a third node must never appear
+            current = active_nodes()
+            max_seen = max(max_seen, len(current))
+            assert len(current) <= 2, f"parallelism 2 exceeded: {current}"
+        node = active_nodes()[0]
+        phase = "Failed" if node == nodes[-1] else "Succeeded"
+        helpers.report(kube, node, IMAGE, TAG, phase, message="manifest unknown" if phase == "Failed" else "")
+        finished.append(node)
+    assert max_seen == 2
+    assert finished[:2] == nodes[:2] or sorted(finished[:2]) == nodes[:2]  # taken in name order
+
+    wait_until(
+        lambda: bool(helpers.job_status(kube, kube_namespace, "j").get("completionTime")),
+        timeout=TIMEOUT,
+        what="job completion",
+    )
+    job = helpers.get_job(kube, kube_namespace, "j")
+    status = job["status"]
+    assert (status["desired"], status["succeeded"], status["failed"], status["active"]) == (5, 4, 1, 0)
+    assert status["failedNodes"] == [nodes[-1]]
+    assert status["nodeFailures"][0]["message"] == "manifest unknown"
+    assert status["message"] == "job has completed"
+    assert status["observedGeneration"] == job["metadata"]["generation"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"Complete": "True", "Failed": "True", "Progressing": "False"}
+    assert constants.ANNOTATION_TRACE_CONTEXT in job["metadata"]["annotations"]
+    wait_until(
+        lambda: (
+            constants.JOB_FINALIZER
+            not in (helpers.get_job(kube, kube_namespace, "j")["metadata"].get("finalizers") or ())
+        ),
+        timeout=TIMEOUT,
+        what="finalizer removed after completion",
+    )
+    entry = helpers.tag_entry(kube, nodes[0], IMAGE, TAG)
+    assert entry is not None
+    assert entry["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    assert entry["traceContexts"][0]["uid"] == job["metadata"]["uid"]
+    assert entry["pullPolicy"]["timeoutSeconds"] == 600
+
+
+def test_always_job_matching_nothing_completes_at_once_and_ttl_deletes_it(
+    kube: objects.ObjectApi, kube_namespace: str, scheduler_factory: SchedulerFactory, test_label: dict[str, str]
+) -> None:
+    scheduler_factory()
+    helpers.create_job(
+        kube,
+        kube_namespace,
+        "empty",
+        {
+            "image": "nginx:1.25",
+            "selector": {"matchLabels": test_label},
+            "completionPolicy": {"ttlSecondsAfterFinished": 2},
+        },
+    )
+    wait_until(
+        lambda: not kube.list(resources.IMAGE_PULL_JOBS, namespace=kube_namespace).items,
+        timeout=TIMEOUT,
+        what="job deleted by its TTL",
+    )
+
+
+def test_deadline_fails_pulling_and_unsynced_nodes(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    nodes = sorted(node_images(labels=test_label) for _ in range(3))
+    scheduler_factory()
+    helpers.create_job(
+        kube,
+        kube_namespace,
+        "d",
+        {
+            "image": "nginx:1.25",
+            "selector": {"matchLabels": test_label},
+            "pullPolicy": {"timeoutSeconds": 1},
+            "completionPolicy": {"activeDeadlineSeconds": 4},
+        },
+    )
+    wait_until(lambda: helpers.is_active(kube, nodes[0], IMAGE, TAG), timeout=TIMEOUT, what="first node started")
+    wait_until(
+        lambda: bool(helpers.job_status(kube, kube_namespace, "d").get("completionTime")),
+        timeout=TIMEOUT,
+        what="deadline",
+    )
+    status = helpers.job_status(kube, kube_namespace, "d")
+    assert status["message"] == "job exceeds activeDeadlineSeconds"
+    assert (status["desired"], status["succeeded"], status["failed"], status["active"]) == (3, 0, 3, 0)
+    assert sorted(status["failedNodes"]) == nodes
+    assert all(f["reason"] == "DeadlineExceeded" and f["message"] for f in status["nodeFailures"])
+    assert helpers.tag_entry(kube, nodes[1], IMAGE, TAG) is None  # never started
+
+
+def test_never_job_serves_a_node_added_later_and_repulls_after_the_tag_expires(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    first = node_images(labels=test_label)
+    scheduler_factory()
+    helpers.create_job(
+        kube,
+        kube_namespace,
+        "n",
+        {"image": "nginx:1.25", "selector": {"matchLabels": test_label}, "completionPolicy": {"type": "Never"}},
+    )
+    wait_until(lambda: helpers.tag_entry(kube, first, IMAGE, TAG) is not None, timeout=TIMEOUT, what="first node")
+    entry = helpers.tag_entry(kube, first, IMAGE, TAG)
+    assert entry is not None
+    assert 86400 - 600 <= entry["pullPolicy"]["ttlSecondsAfterFinished"] < 86400 + 600
+    helpers.report(kube, first, IMAGE, TAG, "Succeeded")
+    wait_until(
+        lambda: helpers.job_status(kube, kube_namespace, "n").get("succeeded") == 1, timeout=TIMEOUT, what="counted"
+    )
+    later = node_images(labels=test_label)
+    wait_until(lambda: helpers.tag_entry(kube, later, IMAGE, TAG) is not None, timeout=TIMEOUT, what="new node")
+    helpers.report(kube, later, IMAGE, TAG, "Succeeded")
+    wait_until(
+        lambda: helpers.job_status(kube, kube_namespace, "n").get("succeeded") == 2, timeout=TIMEOUT, what="both"
+    )
+    status = helpers.job_status(kube, kube_namespace, "n")
+    assert status.get("completionTime") is None
+    assert status["message"] == "job is running, progress 100.0%"
+
+    helpers.remove_tag_entry(kube, first, IMAGE, TAG)  # what nodeimage_sync does ~24 h after the pull
+    wait_until(lambda: helpers.tag_entry(kube, first, IMAGE, TAG) is not None, timeout=TIMEOUT, what="re-pull")
+    again = helpers.tag_entry(kube, first, IMAGE, TAG)
+    assert again is not None and again["version"] == 1  # old status version 0 + 1: the node pulls again
+
+
+def test_pod_selector_follows_a_pod_to_another_node(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+) -> None:
+    first, second = node_images(), node_images()
+    scheduler_factory()
+    _create_pod(kube, kube_namespace, "web-1", first, {"app": "web"})
+    helpers.create_job(
+        kube, kube_namespace, "p", {"image": "nginx:1.25", "podSelector": {"matchLabels": {"app": "web"}}}
+    )
+    wait_until(lambda: helpers.tag_entry(kube, first, IMAGE, TAG) is not None, timeout=TIMEOUT, what="first node")
+    _create_pod(kube, kube_namespace, "web-2", second, {"app": "web"})
+    wait_until(
+        lambda: helpers.job_status(kube, kube_namespace, "p").get("desired") == 2, timeout=TIMEOUT, what="2 targets"
+    )
+    assert helpers.tag_entry(kube, second, IMAGE, TAG) is None  # parallelism 1: waits for the first node
+    kube.delete(resources.PODS, "web-1", namespace=kube_namespace)
+    wait_until(lambda: helpers.tag_entry(kube, second, IMAGE, TAG) is not None, timeout=TIMEOUT, what="second node")
+    wait_until(
+        lambda: (
+            helpers.job_status(kube, kube_namespace, "p").get("desired") == 1
+            and helpers.job_status(kube, kube_namespace, "p").get("active") == 1
+        ),
+        timeout=TIMEOUT,
+        what="job follows the pod",
+    )
+
+
+def test_finished_job_is_frozen(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    node = node_images(labels=test_label)
+    app = scheduler_factory()
+    helpers.create_job(kube, kube_namespace, "f", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+    wait_until(lambda: helpers.tag_entry(kube, node, IMAGE, TAG) is not None, timeout=TIMEOUT, what="started")
+    helpers.report(kube, node, IMAGE, TAG, "Succeeded")
+    wait_until(
+        lambda: bool(helpers.job_status(kube, kube_namespace, "f").get("completionTime")),
+        timeout=TIMEOUT,
+        what="completion",
+    )
+    frozen = helpers.job_status(kube, kube_namespace, "f")
+    later = node_images(labels=test_label)
+    job = helpers.get_job(kube, kube_namespace, "f")
+    kube.patch(resources.IMAGE_PULL_JOBS, "f", {"spec": {"parallelism": 5}}, namespace=kube_namespace)
+    before = app.job_reconciler.reconcile_counts[f"{kube_namespace}/f"]
+    wait_until(
+        lambda: app.job_reconciler.reconcile_counts[f"{kube_namespace}/f"] > before,
+        timeout=TIMEOUT,
+        what="the edit to be seen",
+    )
+    assert helpers.tag_entry(kube, later, IMAGE, TAG) is None
+    assert helpers.job_status(kube, kube_namespace, "f") == frozen
+    assert helpers.get_job(kube, kube_namespace, "f")["metadata"]["generation"] == job["metadata"]["generation"] + 1
+
+
+def test_scheduler_restart_mid_job_still_completes(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    nodes = sorted(node_images(labels=test_label) for _ in range(2))
+    first = scheduler_factory()
+    helpers.create_job(kube, kube_namespace, "r", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+    wait_until(lambda: helpers.is_active(kube, nodes[0], IMAGE, TAG), timeout=TIMEOUT, what="first node")
+    first.stop()
+    helpers.report(kube, nodes[0], IMAGE, TAG, "Succeeded")
+    scheduler_factory()
+    wait_until(lambda: helpers.is_active(kube, nodes[1], IMAGE, TAG), timeout=TIMEOUT, what="second node")
+    helpers.report(kube, nodes[1], IMAGE, TAG, "Succeeded")
+    wait_until(
+        lambda: bool(helpers.job_status(kube, kube_namespace, "r").get("completionTime")),
+        timeout=TIMEOUT,
+        what="completion after restart",
+    )
+    status = helpers.job_status(kube, kube_namespace, "r")
+    assert (status["desired"], status["succeeded"], status["failed"]) == (2, 2, 0)
+
+
+def _create_pod(kube: objects.ObjectApi, namespace: str, name: str, node: str, labels: dict[str, str]) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx:1.25"}]},
+    }
+    kube.create(resources.PODS, body, namespace=namespace)
