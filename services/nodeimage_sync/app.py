@@ -123,9 +123,7 @@ class App:
             clock=self._clock,
             rng=random.Random(),
         )
-        self.controller = controller.Controller(
-            "nodeimage", self.reconciler.reconcile, workers=settings.workers, queue=self.queue
-        )
+        self._workers: list[threading.Thread] = []
         triggers = Triggers(
             queue=self.queue,
             nodeimages=self.nodeimages.store,
@@ -236,7 +234,9 @@ class App:
             self.grpc_server.stop(self.settings.shutdown_grace).wait()
             if self._elector is not None:
                 self._elector.stop()
-            self.controller.stop()
+            self.queue.shutdown()
+            for worker in self._workers:
+                worker.join(10.0)
             for each in (self.nodes, self.nodeimages, self.jobs):
                 each.stop()
             self.events.stop()
@@ -273,7 +273,11 @@ class App:
                 return
         if self.stopped.is_set():
             return
-        self.controller.start()
+        # `controller.Controller(queue=...)` would drop an empty queue (`queue or WorkQueue()`, and an empty
+        # queue is falsy), so the workers are started on our queue directly.
+        self._workers = controller.run_workers(
+            self.queue, self.reconciler.reconcile, self.settings.workers, name="nodeimage"
+        )
         self._leading.set()
         self.metrics.leader.set(1)
         self.health.set_serving(True)

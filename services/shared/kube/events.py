@@ -96,15 +96,15 @@ class EventRecorder:
         self.counters = RecorderCounters()
         self._counter_lock = threading.Lock()
 
-    def normal(self, involved: Mapping[str, Any], *, reason: str, message: str) -> None:
+    def normal(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
         """Record a Normal event about `involved` (an object as a dict)."""
         self.event(involved, event_type=NORMAL, reason=reason, message=message)
 
-    def warning(self, involved: Mapping[str, Any], *, reason: str, message: str) -> None:
+    def warning(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
         """Record a Warning event about `involved`."""
         self.event(involved, event_type=WARNING, reason=reason, message=message)
 
-    def event(self, involved: Mapping[str, Any], *, event_type: str, reason: str, message: str) -> None:
+    def event(self, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         """Queue an event; never blocks. Dropped (and counted) when the buffer is full.
 
         Args:

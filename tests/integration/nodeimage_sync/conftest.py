@@ -7,6 +7,7 @@ leaves everything else in the shared control plane alone. Timers are shortened t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -129,10 +130,8 @@ class SyncHarness:
 
 
 def _ignore_missing(call: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(ApiException, errors.NotFound):
         call()
-    except (ApiException, errors.NotFound):
-        pass
 
 
 @pytest.fixture

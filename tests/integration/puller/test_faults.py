@@ -132,9 +132,9 @@ def test_version_bump_mid_pull_restarts_the_pull(
     node_images.wait_for(name, image, tag, ("Pulling",))
     wait_until(lambda: puller.images.in_flight == 1, "the first CRI pull to be in flight")
 
+    fault_proxy.pass_through()  # for new requests only: the first pull's downloads keep crawling
     node_images.set_image(name, image, [{"tag": tag, "version": 1}])
     wait_until(lambda: puller.images.pulls_of(reference) == 2, "a second pull for version 1")
-    fault_proxy.pass_through()
 
     status = node_images.wait_for(name, image, tag, FINAL, version=1)
     assert status["phase"] == "Succeeded", status
