@@ -94,12 +94,13 @@ class CredentialsClient:
 
 
 def _auth(credential: Any) -> cri.Auth:
+    """The credential as CRI auth. `server` is not passed on as `server_address`: it is the secret's key (a
+    host, a path prefix or a URL), and containerd ignores credentials whose address is not exactly the host."""
     source = f"{credential.source.namespace}/{credential.source.name}" if credential.HasField("source") else ""
     return cri.Auth(
         username=credential.username,
         password=credential.password,
         auth=credential.auth,
-        server_address=credential.server,
         identity_token=credential.identity_token,
         registry_token=credential.registry_token,
         source=source,

@@ -1,36 +1,12 @@
-"""Time as an injected dependency, so queues, back-offs, leases and event limits can be tested without sleeping.
+"""Compatibility name for `services.shared.clock`, the project's one `Clock` protocol and `SystemClock`.
 
-Two readings are needed and they must not be mixed: a monotonic one for durations (it never jumps when an
-operator or NTP moves the wall clock, so a lease never "expires" because the clock stepped), and the wall
-clock for the timestamps other programs read (`renewTime` on a Lease, `lastTimestamp` on an Event).
+This package used to define its own copy; it now uses the shared one. The names stay importable from here
+so existing imports (`from services.shared.kube import clock`) keep working; new code should import
+`services.shared.clock`.
 """
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-from typing import Protocol
+from services.shared.clock import Clock, ManualClock, SystemClock
 
-
-class Clock(Protocol):
-    """The two readings of time this package uses."""
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that only moves forward; only differences are meaningful."""
-        ...
-
-    def now(self) -> datetime:
-        """The current wall-clock time, timezone-aware in UTC."""
-        ...
-
-
-class SystemClock:
-    """The real clock: `time.monotonic()` and `datetime.now(UTC)`."""
-
-    def monotonic(self) -> float:
-        """See `Clock.monotonic`."""
-        return time.monotonic()
-
-    def now(self) -> datetime:
-        """See `Clock.now`."""
-        return datetime.now(UTC)
+__all__ = ["Clock", "ManualClock", "SystemClock"]

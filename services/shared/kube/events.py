@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.shared import clock as clocks
 from services.shared.api import timefmt
-from services.shared.kube import clock, errors, eventcorrelation, objects, resources
+from services.shared.kube import errors, eventcorrelation, objects, resources
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,14 @@ class EventRecorder:
         instance: str = "",
         host: str = "",
         settings: RecorderSettings | None = None,
-        clock: clock.Clock | None = None,
+        clock: clocks.Clock | None = None,
     ) -> None:
         self._api = api
         self._component = component
         self._instance = instance
         self._host = host
         self._settings = settings or RecorderSettings()
-        self._clock = clock or _system_clock()
+        self._clock = clock or clocks.SystemClock()
         self._correlator = eventcorrelation.EventCorrelator(self._settings.limits, now=self._clock.monotonic())
         self._buffer: queue.Queue[_Queued] = queue.Queue(maxsize=self._settings.buffer_size)
         self._stopping = threading.Event()
@@ -233,7 +234,3 @@ def _event_name(involved_name: str, at: datetime) -> str:
 
 def _timestamp(at: datetime) -> str:
     return timefmt.format_time(at.replace(microsecond=0))
-
-
-def _system_clock() -> clock.Clock:
-    return clock.SystemClock()

@@ -21,7 +21,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.shared.kube import clock, errors, leases, objects, resources
+from services.shared import clock as clocks
+from services.shared.kube import errors, leases, objects, resources
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class LeaderElector:
         settings: ElectionSettings | None = None,
         on_started_leading: Callable[[], None] | None = None,
         on_stopped_leading: Callable[[], None] | None = None,
-        clock: clock.Clock | None = None,
+        clock: clocks.Clock | None = None,
     ) -> None:
         self._api = api
         self._namespace = namespace
@@ -79,7 +80,7 @@ class LeaderElector:
         self._settings = settings or ElectionSettings()
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
-        self._clock = clock or _system_clock()
+        self._clock = clock or clocks.SystemClock()
         self._rng = random.Random()
         self._stopping = threading.Event()
         self._release = self._settings.release_on_stop
@@ -234,7 +235,3 @@ class LeaderElector:
     def _request_timeout(self) -> float:
         """Each request must answer well within the renew deadline, or renewing cannot succeed in time."""
         return self._settings.renew_deadline / 2
-
-
-def _system_clock() -> clock.Clock:
-    return clock.SystemClock()

@@ -29,7 +29,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from services.shared.kube import backoff, clock
+from services.shared import clock as clocks
+from services.shared.kube import backoff
 
 K = TypeVar("K", bound=Hashable)
 
@@ -109,11 +110,11 @@ class WorkQueue(Generic[K]):
     def __init__(
         self,
         *,
-        clock: clock.Clock | None = None,
+        clock: clocks.Clock | None = None,
         item_backoff: backoff.BackoffPolicy = DEFAULT_ITEM_BACKOFF,
         metrics: QueueMetrics | None = None,
     ) -> None:
-        self._clock = clock or _system_clock()
+        self._clock = clock or clocks.SystemClock()
         self._item_backoff = item_backoff
         self.metrics: QueueMetrics = metrics or QueueCounters()
         self._cond = threading.Condition(threading.Lock())
@@ -255,7 +256,3 @@ class WorkQueue(Generic[K]):
         if deadline is not None:
             waits.append(deadline - time.monotonic())
         return min(waits) if waits else None
-
-
-def _system_clock() -> clock.Clock:
-    return clock.SystemClock()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -125,8 +126,8 @@ class SyncHarness:
             app.stop()
         core = kubernetes.client.CoreV1Api(self.admin)
         for name in self.node_names:
-            _ignore_missing(lambda n=name: core.delete_node(n))
-            _ignore_missing(lambda n=name: self.api.delete(resources.NODE_IMAGES, n))
+            _ignore_missing(functools.partial(core.delete_node, name))
+            _ignore_missing(functools.partial(self.api.delete, resources.NODE_IMAGES, name))
 
 
 def _ignore_missing(call: Callable[[], object]) -> None:

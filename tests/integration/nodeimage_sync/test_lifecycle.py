@@ -64,8 +64,7 @@ def test_deleted_node_takes_its_nodeimage_with_it(sync: SyncHarness):
 def test_deleted_nodeimage_of_a_live_node_is_recreated(sync: SyncHarness):
     sync.start()
     node = sync.register_node()
-    first = sync.wait_for(lambda: sync.nodeimage(node), "NodeImage created")
-    del first
+    sync.wait_for(lambda: sync.nodeimage(node), "NodeImage created")
     uid = (sync.nodeimage(node) or {})["metadata"]["uid"]
     sync.api.delete(resources.NODE_IMAGES, node)
     sync.wait_for(

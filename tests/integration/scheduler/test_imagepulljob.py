@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from localcluster.controlplane import ControlPlane
 from localcluster.process import wait_until
 from services.shared.api import constants
 from services.shared.kube import objects, resources
@@ -223,8 +224,8 @@ def test_finished_job_is_frozen(
     frozen = helpers.job_status(kube, kube_namespace, "f")
     later = node_images(labels=test_label)
     job = helpers.get_job(kube, kube_namespace, "f")
-    kube.patch(resources.IMAGE_PULL_JOBS, "f", {"spec": {"parallelism": 5}}, namespace=kube_namespace)
     before = app.job_reconciler.reconcile_counts[f"{kube_namespace}/f"]
+    kube.patch(resources.IMAGE_PULL_JOBS, "f", {"spec": {"parallelism": 5}}, namespace=kube_namespace)
     wait_until(
         lambda: app.job_reconciler.reconcile_counts[f"{kube_namespace}/f"] > before,
         timeout=TIMEOUT,
@@ -268,3 +269,101 @@ def _create_pod(kube: objects.ObjectApi, namespace: str, name: str, node: str, l
         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx:1.25"}]},
     }
     kube.create(resources.PODS, body, namespace=namespace)
+
+
+def test_second_job_joining_a_tag_bumps_the_version_and_its_pull_policy_reaches_the_tag(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    node = node_images(labels=test_label)
+    scheduler_factory()
+    selector = {"matchLabels": test_label}
+    helpers.create_job(kube, kube_namespace, "one", {"image": "nginx:1.25", "selector": selector})
+    wait_until(lambda: helpers.tag_entry(kube, node, IMAGE, TAG) is not None, timeout=TIMEOUT, what="first job")
+    helpers.report(kube, node, IMAGE, TAG, "Succeeded")
+    helpers.create_job(
+        kube,
+        kube_namespace,
+        "two",
+        {"image": "docker.io/library/nginx:1.25", "selector": selector, "pullPolicy": {"timeoutSeconds": 900}},
+    )
+
+    def joined() -> bool:
+        entry = helpers.tag_entry(kube, node, IMAGE, TAG)
+        return entry is not None and len(entry.get("ownerReferences") or ()) == 2
+
+    wait_until(joined, timeout=TIMEOUT, what="second owner")
+    entry = helpers.tag_entry(kube, node, IMAGE, TAG)
+    assert entry is not None
+    assert entry["version"] == 1
+    assert entry["pullPolicy"]["timeoutSeconds"] == 900  # the most generous owner's (design §5)
+    assert {t["uid"] for t in entry["traceContexts"]} == {o["uid"] for o in entry["ownerReferences"]}
+    # The first job's Succeeded was for version 0: it counts as active again until the node reports version 1.
+    wait_until(
+        lambda: helpers.job_status(kube, kube_namespace, "two").get("active") == 1, timeout=TIMEOUT, what="two active"
+    )
+    helpers.report(kube, node, IMAGE, TAG, "Succeeded")
+    wait_until(
+        lambda: bool(helpers.job_status(kube, kube_namespace, "two").get("completionTime")),
+        timeout=TIMEOUT,
+        what="second job completes",
+    )
+
+
+def test_missing_pull_secret_and_deadline_are_reported_as_events(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    node_images(labels=test_label)
+    scheduler_factory()
+    helpers.create_job(
+        kube,
+        kube_namespace,
+        "s",
+        {
+            "image": "nginx:1.25",
+            "pullSecrets": ["absent"],
+            "selector": {"matchLabels": test_label},
+            "pullPolicy": {"timeoutSeconds": 1},
+            "completionPolicy": {"activeDeadlineSeconds": 2},
+        },
+    )
+
+    def reasons() -> set[str]:
+        items = kube.list(resources.EVENTS, namespace=kube_namespace).items
+        return {e.get("reason", "") for e in items if e.get("involvedObject", {}).get("name") == "s"}
+
+    wait_until(lambda: {"PullSecretNotFound", "DeadlineExceeded"} <= reasons(), timeout=TIMEOUT, what="events")
+    messages = [e.get("message", "") for e in kube.list(resources.EVENTS, namespace=kube_namespace).items]
+    assert any(f"{kube_namespace}/absent does not exist" in m for m in messages)
+
+
+def test_apiserver_restart_mid_job_still_completes_with_correct_counts(
+    control_plane: ControlPlane,
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    nodes = sorted(node_images(labels=test_label) for _ in range(3))
+    scheduler_factory()
+    helpers.create_job(kube, kube_namespace, "a", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+    wait_until(lambda: helpers.is_active(kube, nodes[0], IMAGE, TAG), timeout=TIMEOUT, what="first node")
+    control_plane.restart_apiserver()
+    for node in nodes:
+        wait_until(lambda n=node: helpers.is_active(kube, n, IMAGE, TAG), timeout=120, what=f"{node} started")  # type: ignore[misc]
+        helpers.report(kube, node, IMAGE, TAG, "Succeeded")
+    wait_until(
+        lambda: bool(helpers.job_status(kube, kube_namespace, "a").get("completionTime")),
+        timeout=120,
+        what="completion after the apiserver restart",
+    )
+    status = helpers.job_status(kube, kube_namespace, "a")
+    assert (status["desired"], status["succeeded"], status["failed"], status["active"]) == (3, 3, 0, 0)

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from services.nodeimage_sync.logic import spec
 from services.shared.api import constants
 from services.shared.api.meta import ObjectReference
-from services.shared.api.nodeimage import ImagePullPhase, TraceContext
+from services.shared.api.nodeimage import ImagePullPhase, NodeImage, TraceContext
 from tests.unit.nodeimage_sync.builders import T0, a_job_ref, a_nodeimage, a_status, a_tag, at
 
 JOB_A = a_job_ref("a")
 JOB_B = a_job_ref("b")
 
 
-def maintain(nodeimage, *, node_labels=None, owners=None, now=T0):
+def maintain(
+    nodeimage: NodeImage,
+    *,
+    node_labels: dict[str, str] | None = None,
+    owners: dict[spec.OwnerKey, bool] | None = None,
+    now: datetime = T0,
+) -> spec.SpecPlan:
     return spec.maintain_spec(nodeimage, node_labels=node_labels, owners=owners or {}, now=now)
 
 
-def tags_of(plan, image="nginx"):
+def tags_of(plan: spec.SpecPlan, image: str = "nginx") -> list[str] | None:
     images = plan.spec.images or {}
     return [t.tag for t in images[image].tags] if image in images else None
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from services.nodeimage_sync.logic import status
-from services.shared.api.nodeimage import ImagePullPhase
+from services.shared.api.nodeimage import ImagePullPhase, ImageTagStatus, NodeImage
 from tests.unit.nodeimage_sync.builders import T0, a_job_ref, a_nodeimage, a_status, a_tag, at
 
 TIMEOUT = timedelta(minutes=10)
 JOB = a_job_ref("j")
 
 
-def maintain(nodeimage, now):
+def maintain(nodeimage: NodeImage, now: datetime) -> status.StatusPlan:
     return status.maintain_status(nodeimage, now=now, response_timeout=TIMEOUT)
 
 
-def only_tag(plan, image="nginx"):
+def only_tag(plan: status.StatusPlan, image: str = "nginx") -> ImageTagStatus:
     (tag,) = (plan.image_statuses or {})[image].tags
     return tag
 
@@ -92,7 +92,7 @@ def test_status_entries_not_in_spec_are_pruned_and_counts_recomputed():
     assert plan.failures == ()
 
 
-def only_tag_list(plan):
+def only_tag_list(plan: status.StatusPlan) -> tuple[ImageTagStatus, ...]:
     return (plan.image_statuses or {})["nginx"].tags
 
 

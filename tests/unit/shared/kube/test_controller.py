@@ -7,15 +7,15 @@ import time
 
 import pytest
 
+from services.shared.clock import ManualClock
 from services.shared.kube import backoff, controller, errors, workqueue
-from tests.unit.shared.kube.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(10)
 
 EXACT = backoff.BackoffPolicy(initial=1.0, factor=2.0, cap=60.0, jitter=0.0)
 
 
-def a_queue(clock: FakeClock) -> workqueue.WorkQueue[str]:
+def a_queue(clock: ManualClock) -> workqueue.WorkQueue[str]:
     return workqueue.WorkQueue(clock=clock, item_backoff=EXACT)
 
 
@@ -32,7 +32,7 @@ def failing(times: int, exc: Exception):
 
 
 def test_a_failing_reconcile_is_retried_after_its_back_off():
-    clock = FakeClock()
+    clock = ManualClock()
     queue = a_queue(clock)
     reconcile, calls = failing(2, RuntimeError("boom"))
     queue.add("a")
@@ -49,7 +49,7 @@ def test_a_failing_reconcile_is_retried_after_its_back_off():
 
 
 def test_a_conflict_is_retried_like_any_failure():
-    clock = FakeClock()
+    clock = ManualClock()
     queue = a_queue(clock)
     reconcile, calls = failing(1, errors.Conflict("stale", code=409, reason="Conflict"))
     queue.add("a")
@@ -60,7 +60,7 @@ def test_a_conflict_is_retried_like_any_failure():
 
 
 def test_requeue_after_schedules_the_key_again():
-    clock = FakeClock()
+    clock = ManualClock()
     queue = a_queue(clock)
     queue.add("a")
     controller.process_next(queue, lambda key: controller.Result(requeue_after=30.0))
@@ -71,7 +71,7 @@ def test_requeue_after_schedules_the_key_again():
 
 
 def test_process_next_reports_shutdown():
-    queue = a_queue(FakeClock())
+    queue = a_queue(ManualClock())
     queue.shutdown()
     assert controller.process_next(queue, lambda key: None) is False
 

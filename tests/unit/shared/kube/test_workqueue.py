@@ -7,14 +7,14 @@ import time
 
 import pytest
 
+from services.shared.clock import ManualClock
 from services.shared.kube import backoff, workqueue
-from tests.unit.shared.kube.fakes import FakeClock
 
 pytestmark = pytest.mark.timeout(10)
 
 
-def a_queue(clock: FakeClock | None = None, **kwargs) -> workqueue.WorkQueue[str]:
-    return workqueue.WorkQueue(clock=clock or FakeClock(), **kwargs)
+def a_queue(clock: ManualClock | None = None, **kwargs) -> workqueue.WorkQueue[str]:
+    return workqueue.WorkQueue(clock=clock or ManualClock(), **kwargs)
 
 
 def drain(queue: workqueue.WorkQueue[str]) -> list[str]:
@@ -68,7 +68,7 @@ def test_done_without_re_add_does_not_requeue():
 
 
 def test_add_after_waits_for_the_clock():
-    clock = FakeClock()
+    clock = ManualClock()
     queue = a_queue(clock)
     queue.add_after("a", 5.0)
     assert len(queue) == 0
@@ -79,7 +79,7 @@ def test_add_after_waits_for_the_clock():
 
 
 def test_add_after_keeps_the_earlier_time_for_the_same_key():
-    clock = FakeClock()
+    clock = ManualClock()
     queue = a_queue(clock)
     queue.add_after("a", 10.0)
     queue.add_after("a", 2.0)
@@ -97,7 +97,7 @@ def test_add_after_without_delay_adds_now():
 
 
 def test_a_due_key_that_is_already_queued_is_not_duplicated():
-    clock = FakeClock()
+    clock = ManualClock()
     queue = a_queue(clock)
     queue.add_after("a", 1.0)
     queue.add("a")
@@ -106,7 +106,7 @@ def test_a_due_key_that_is_already_queued_is_not_duplicated():
 
 
 def test_rate_limited_adds_back_off_exponentially_per_key_until_forgotten():
-    clock = FakeClock()
+    clock = ManualClock()
     policy = backoff.BackoffPolicy(initial=1.0, factor=2.0, cap=5.0, jitter=0.0)
     queue = a_queue(clock, item_backoff=policy)
     waits = []
@@ -128,7 +128,7 @@ def test_rate_limited_adds_back_off_exponentially_per_key_until_forgotten():
 
 
 def test_back_off_is_per_key():
-    clock = FakeClock()
+    clock = ManualClock()
     queue = a_queue(clock, item_backoff=backoff.BackoffPolicy(initial=1.0, factor=10.0, cap=100.0, jitter=0.0))
     queue.add_rate_limited("a")
     queue.add_rate_limited("a")
@@ -174,7 +174,7 @@ def test_shutdown_releases_blocked_getters_and_ignores_adds():
 
 
 def test_metrics_count_adds_depth_waits_and_retries():
-    clock = FakeClock()
+    clock = ManualClock()
     counters = workqueue.QueueCounters()
     queue = a_queue(clock, metrics=counters)
     queue.add("a")

@@ -1,0 +1,96 @@
+"""The ImageListPullJob controller against the real apiserver (upstream §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from localcluster.process import wait_until
+from services.shared.api import constants
+from services.shared.kube import objects, resources
+from tests.integration.scheduler import helpers
+from tests.integration.scheduler.conftest import SchedulerFactory
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = helpers.TIMEOUT
+
+
+def _children(kube: objects.ObjectApi, namespace: str) -> list[dict[str, Any]]:
+    return [
+        item
+        for item in kube.list(resources.IMAGE_PULL_JOBS, namespace=namespace).items
+        if not item["metadata"].get("deletionTimestamp")
+    ]
+
+
+def test_one_child_per_image_recreated_on_template_change(
+    kube: objects.ObjectApi, kube_namespace: str, scheduler_factory: SchedulerFactory, test_label: dict[str, str]
+) -> None:
+    scheduler_factory()
+    body = {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND_IMAGE_LIST_PULL_JOB,
+        "metadata": {"name": "list", "namespace": kube_namespace},
+        "spec": {
+            "images": ["nginx:1.25", "busybox:1.36"],
+            "selector": {"matchLabels": test_label},
+            "parallelism": 1,
+            "completionPolicy": {"type": "Never"},
+        },
+    }
+    kube.create(resources.IMAGE_LIST_PULL_JOBS, body, namespace=kube_namespace)
+    wait_until(lambda: len(_children(kube, kube_namespace)) == 2, timeout=TIMEOUT, what="two children")
+    first = _children(kube, kube_namespace)
+    assert sorted(c["spec"]["image"] for c in first) == ["busybox:1.36", "nginx:1.25"]
+    assert all(c["metadata"]["name"].startswith("list-") for c in first)
+    assert all(c["metadata"]["ownerReferences"][0]["controller"] for c in first)
+    old_hash = first[0]["metadata"]["labels"][constants.LABEL_CONTROLLER_REVISION_HASH]
+
+    def aggregated() -> bool:
+        status = kube.get(resources.IMAGE_LIST_PULL_JOBS, "list", namespace=kube_namespace).get("status") or {}
+        return status.get("desired") == 2 and status.get("completed") == 2  # children with 0 targets add up
+
+    wait_until(aggregated, timeout=TIMEOUT, what="status aggregated from the children")
+    kube.patch(resources.IMAGE_LIST_PULL_JOBS, "list", {"spec": {"parallelism": 3}}, namespace=kube_namespace)
+
+    def recreated() -> bool:
+        children = _children(kube, kube_namespace)
+        hashes = {c["metadata"]["labels"][constants.LABEL_CONTROLLER_REVISION_HASH] for c in children}
+        return len(children) == 2 and old_hash not in hashes and all(c["spec"]["parallelism"] == 3 for c in children)
+
+    wait_until(recreated, timeout=TIMEOUT, what="children recreated with the new template")
+    names = {c["metadata"]["name"] for c in _children(kube, kube_namespace)}
+    assert not names & {c["metadata"]["name"] for c in first}
+    listed = kube.get(resources.IMAGE_LIST_PULL_JOBS, "list", namespace=kube_namespace)
+    assert listed["metadata"]["labels"][constants.LABEL_CONTROLLER_REVISION_HASH] != old_hash
+
+    kube.patch(resources.IMAGE_LIST_PULL_JOBS, "list", {"spec": {"images": ["nginx:1.25"]}}, namespace=kube_namespace)
+    wait_until(
+        lambda: [c["spec"]["image"] for c in _children(kube, kube_namespace)] == ["nginx:1.25"],
+        timeout=TIMEOUT,
+        what="child of the removed image deleted",
+    )
+
+
+def test_list_job_completes_and_ttl_deletes_it(
+    kube: objects.ObjectApi, kube_namespace: str, scheduler_factory: SchedulerFactory, test_label: dict[str, str]
+) -> None:
+    scheduler_factory()
+    body = {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND_IMAGE_LIST_PULL_JOB,
+        "metadata": {"name": "short", "namespace": kube_namespace},
+        "spec": {
+            "images": ["nginx:1.25"],
+            "selector": {"matchLabels": test_label},
+            "completionPolicy": {"ttlSecondsAfterFinished": 2},
+        },
+    }
+    kube.create(resources.IMAGE_LIST_PULL_JOBS, body, namespace=kube_namespace)
+    wait_until(
+        lambda: not kube.list(resources.IMAGE_LIST_PULL_JOBS, namespace=kube_namespace).items,
+        timeout=TIMEOUT,
+        what="list job completed and deleted by TTL",
+    )

@@ -1,0 +1,35 @@
+"""Waiting for our own writes to reach the cache."""
+
+from __future__ import annotations
+
+from services.scheduler.expectations import Expectations
+
+
+def test_pending_until_the_cache_catches_up() -> None:
+    expectations = Expectations(timeout_seconds=60)
+    expectations.expect("ni/a", "105", "ns/job", now=0)
+    assert not expectations.satisfied("ni/a", "104", now=1)
+    assert expectations.satisfied("ni/a", "105", now=1)
+    assert expectations.satisfied("ni/a", "104", now=1)  # nothing pending any more
+
+
+def test_observed_version_releases_the_waiters() -> None:
+    expectations = Expectations(timeout_seconds=60)
+    expectations.expect("ni/a", "10", "ns/j1", now=0)
+    expectations.expect("ni/a", "12", "ns/j2", now=0)
+    assert expectations.observed("ni/a", "11") == set()
+    assert expectations.observed("ni/a", "12") == {"ns/j1", "ns/j2"}
+    assert expectations.satisfied("ni/a", "5", now=0)
+
+
+def test_a_lost_event_stops_blocking_after_the_timeout() -> None:
+    expectations = Expectations(timeout_seconds=5)
+    expectations.expect("ni/a", "10", "ns/j", now=0)
+    assert not expectations.satisfied("ni/a", "9", now=4.9)
+    assert expectations.satisfied("ni/a", "9", now=5)
+
+
+def test_unparsable_versions_never_block() -> None:
+    expectations = Expectations(timeout_seconds=5)
+    expectations.expect("ni/a", "abc", "ns/j", now=0)
+    assert expectations.satisfied("ni/a", "1", now=0)
