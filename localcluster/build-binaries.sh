@@ -64,5 +64,5 @@ GO
   mv "$OUT/etcd.tmp" "$OUT/etcd"
 fi
 "$OUT/kube-apiserver" --version >&2
-"$OUT/etcd" --version | head -1 >&2
+"$OUT/etcd" --version | sed -n 1p >&2
 echo "$OUT"
