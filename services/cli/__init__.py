@@ -1,1 +1,3 @@
-"""The `prepull` command-line tool for users."""
+"""The `prepull` command-line tool for users (`__main__`), with one module per concern it draws on."""
+
+__all__ = ["cluster", "jaeger", "jobtrace", "spans", "waterfall"]

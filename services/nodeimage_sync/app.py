@@ -79,6 +79,7 @@ class App:
     ) -> None:
         self.settings = settings
         self._clock = clock or shared_clock.SystemClock()
+        self._owns_client = api_client is None
         self._api_client = api_client or client.from_kubeconfig(
             settings.common.kubeconfig, settings=client.ClientSettings(user_agent=PROG)
         )
@@ -93,6 +94,7 @@ class App:
         self.stopped = threading.Event()
         """Set when the service must end: stop() was called, or leadership was lost."""
         self._stop_lock = threading.Lock()
+        self._shut_down = False
 
     # --- construction --------------------------------------------------------------------------------------
 
@@ -165,7 +167,9 @@ class App:
                 )
             )
         interceptors.append(status.StatusInterceptor(servicer.STATUS_TABLE))
-        inventory_servicer = servicer.NodeInventoryServicer(self.queries, self.hub, authenticated=settings.auth)
+        inventory_servicer = servicer.NodeInventoryServicer(
+            self.queries, self.hub, authenticated=settings.auth, leading=self.ready
+        )
         self.grpc_server, self.grpc_port = rpc_server.create_server(
             settings.common.grpc_address,
             [(inventory_pb2_grpc.add_NodeInventoryServicer_to_server, inventory_servicer)],
@@ -228,6 +232,9 @@ class App:
     def stop(self) -> None:
         """Stop everything, releasing the Lease; safe to call twice."""
         with self._stop_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
             self.stopped.set()
             self.health.enter_graceful_shutdown()
             self.hub.close()
@@ -241,6 +248,8 @@ class App:
                 each.stop()
             self.events.stop()
             self.http.stop()
+            if self._owns_client:
+                self._api_client.close()
 
     def run(self, *, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> int:
         """Start, serve until a signal or lost leadership, stop; the process exit status (0 on a signal)."""
@@ -288,6 +297,7 @@ class App:
             return
         log.warning("lost leadership; stopping so that a fresh standby takes over")
         self._leading.clear()
+        self.queue.shutdown()  # workers finish their current reconcile and exit: no writes without the Lease
         self.metrics.leader.set(0)
         self.health.set_serving(False)
         self.hub.close()

@@ -24,7 +24,7 @@ from datetime import datetime
 from services.nodeimage_sync.logic import presence
 from services.shared.clock import Clock
 
-PER_IMAGE_OVERHEAD_BYTES = 400
+PER_IMAGE_OVERHEAD_BYTES = 900
 """Rough cost of the Python objects holding one image (dataclasses, tuples, frozensets, dict slot)."""
 
 

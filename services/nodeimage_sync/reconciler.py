@@ -28,7 +28,7 @@ from services.nodeimage_sync.logic import lifecycle, requeue, spec, status
 from services.nodeimage_sync.logic.lifecycle import NodeFacts, Step
 from services.nodeimage_sync.metrics import Metrics
 from services.nodeimage_sync.owners import OwnerResolver
-from services.shared.api import constants
+from services.shared.api import constants, wire
 from services.shared.api.meta import ObjectReference
 from services.shared.api.nodeimage import NodeImage
 from services.shared.kube import clock, controller, errors, objects, patching, resources, store
@@ -123,7 +123,12 @@ class NodeImageReconciler:
         raw_node = self._nodes.get(name)
         raw_nodeimage = self._nodeimages.get(name)
         node = NodeFacts.from_node(raw_node) if raw_node is not None else None
-        nodeimage = NodeImage.from_dict(raw_nodeimage) if raw_nodeimage is not None else None
+        try:
+            nodeimage = NodeImage.from_dict(raw_nodeimage) if raw_nodeimage is not None else None
+        except wire.InvalidObjectError as error:
+            # Retrying cannot fix it; the next change to the object brings it back here.
+            log.warning("NodeImage %s does not fit the API (%s); leaving it alone", name, error)
+            return controller.Result()
         plan = lifecycle.plan_lifecycle(
             node=node,
             nodeimage=nodeimage,
@@ -172,13 +177,10 @@ class NodeImageReconciler:
     def _maintain(self, cached: objects.RawObject, node: NodeFacts | None) -> controller.Result:
         name = str(cached["metadata"]["name"])
         waits: list[float | None] = []
-        first = [True]
+        unread = iter((cached,))  # decide on the cached copy first; after a conflict, on a fresh read
 
         def read() -> objects.RawObject:
-            if first[0]:
-                first[0] = False
-                return cached
-            return self._api.get(resources.NODE_IMAGES, name)
+            return next(unread, None) or self._api.get(resources.NODE_IMAGES, name)
 
         def decide(raw: objects.RawObject) -> _Write | None:
             waits.clear()

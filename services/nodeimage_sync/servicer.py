@@ -26,8 +26,14 @@ from services.shared.rpc import status
 
 SERVICE = "prepull.v1.NodeInventory"
 
+
+class NotLeading(Exception):  # noqa: N818 -- reads as the condition; mapped to UNAVAILABLE (clients retry)
+    """This replica does not lead, so it holds no inventory; the Service should not have routed here."""
+
+
 STATUS_TABLE = status.DEFAULT_TABLE.extended(
     {
+        NotLeading: grpc.StatusCode.UNAVAILABLE,
         labelselector.InvalidSelector: grpc.StatusCode.INVALID_ARGUMENT,
         InvalidPageToken: grpc.StatusCode.INVALID_ARGUMENT,
         InventoryLimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -70,17 +76,32 @@ class NodeInventoryServicer(inventory_pb2_grpc.NodeInventoryServicer):
         queries: the application functions.
         hub: change notifications for watches.
         authenticated: whether calls carry an authenticated caller (the auth interceptor is installed).
+        leading: whether this replica leads; a standby refuses calls with UNAVAILABLE instead of answering
+            "unknown" for every node from its empty inventory.
     """
 
-    def __init__(self, queries: NodeQueries, hub: nodewatch.NodeWatchHub, *, authenticated: bool) -> None:
+    def __init__(
+        self,
+        queries: NodeQueries,
+        hub: nodewatch.NodeWatchHub,
+        *,
+        authenticated: bool,
+        leading: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._queries = queries
         self._hub = hub
         self._authenticated = authenticated
+        self._leading = leading
+
+    def _require_leading(self) -> None:
+        if not self._leading():
+            raise NotLeading("this replica is not the leader; retry (the Service routes to the leader)")
 
     def ListNodes(  # noqa: N802 -- generated interface
         self, request: inventory_pb2.ListNodesRequest, context: grpc.ServicerContext
     ) -> inventory_pb2.ListNodesResponse:
         """See `inventory.proto`."""
+        self._require_leading()
         views, token = self._queries.page(
             _selection(request.selector), page_size=request.page_size, page_token=request.page_token
         )
@@ -90,6 +111,7 @@ class NodeInventoryServicer(inventory_pb2_grpc.NodeInventoryServicer):
         self, request: inventory_pb2.WatchNodesRequest, context: grpc.ServicerContext
     ) -> Iterator[inventory_pb2.NodeEvent]:
         """See `inventory.proto`."""
+        self._require_leading()
         selection = _selection(request.selector)
         active: Callable[[], bool] = context.is_active
         events = nodewatch.stream(
@@ -107,6 +129,7 @@ class NodeInventoryServicer(inventory_pb2_grpc.NodeInventoryServicer):
         self, request: inventory_pb2.ReportImagesRequest, context: grpc.ServicerContext
     ) -> inventory_pb2.ReportImagesResponse:
         """See `inventory.proto`."""
+        self._require_leading()
         caller_node = (auth_caller.current_caller().node_name or "") if self._authenticated else None
         which = request.WhichOneof("report")
         if which == "delta":
@@ -132,6 +155,7 @@ class NodeInventoryServicer(inventory_pb2_grpc.NodeInventoryServicer):
         self, request: inventory_pb2.WhichNodesRequest, context: grpc.ServicerContext
     ) -> inventory_pb2.WhichNodesResponse:
         """See `inventory.proto`."""
+        self._require_leading()
         answer = self._queries.which_nodes(request.image, _selection(request.selector))
         present = [
             inventory_pb2.NodeImagePresence(

@@ -1,1 +1,20 @@
 """The puller: the per-node agent that pulls images through the container runtime (CRI)."""
+
+__all__ = [
+    "app",
+    "credentials_client",
+    "cri",
+    "grpcserver",
+    "inventory",
+    "localpull",
+    "logic",
+    "progress",
+    "pullevents",
+    "reconciler",
+    "servicer",
+    "settings",
+    "simcri",
+    "statusbook",
+    "statuswriter",
+    "workers",
+]

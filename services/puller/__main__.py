@@ -7,10 +7,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from services.puller import app, credentials_client, cri, settings, tokenfile
+from services.puller import app, credentials_client, cri, grpcserver, inventory, progress, settings
 from services.shared import logging as shared_logging
 from services.shared import observability
 from services.shared import settings as shared_settings
+from services.shared.auth import token_source
 from services.shared.kube import client, kubeapi
 from services.shared.rpc import server
 
@@ -28,17 +29,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     shared_logging.configure(config.common.log_level)
-    api = kubeapi.KubeApi(
-        client.from_kubeconfig(config.common.kubeconfig, settings=client.ClientSettings(user_agent="prepull-puller"))
+    api_client = client.from_kubeconfig(
+        config.common.kubeconfig, settings=client.ClientSettings(user_agent="prepull-puller")
     )
+    api = kubeapi.KubeApi(api_client)
     images = cri.CriImageService(config.cri_socket, call_timeout=config.cri_call_timeout)
     credentials: credentials_client.CredentialsSource = credentials_client.AnonymousCredentials()
     if config.scheduler_address:
         credentials = credentials_client.CredentialsClient(
-            config.scheduler_address, tokenfile.TokenFile(config.credentials_token_file)
+            config.scheduler_address, token_source.FileTokenSource(config.credentials_token_file)
         )
-    puller = app.PullerApp(config, api=api, images=images, credentials=credentials)
-    grpc_server, port = server.create_server(config.common.grpc_address, [])
+    reporter = None
+    if config.inventory_address:
+        reporter = inventory.InventoryReporter.connect(
+            images,
+            config.inventory_address,
+            config.inventory_token_file,
+            config.node_name,
+            interval=config.inventory_interval,
+        )
+    puller = app.PullerApp(
+        config,
+        api=api,
+        images=images,
+        credentials=credentials,
+        progress=progress.for_runtime(images, interval=config.progress_interval),
+        on_pulled=reporter.notify if reporter is not None else lambda: None,
+    )
+    grpc_server, port, health = grpcserver.build(config, puller.local, api_client)
     http = observability.ObservabilityServer(
         metrics_address=config.common.metrics_address,
         health_address=config.common.health_address,
@@ -46,12 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     http.start()
     puller.start()
+    if reporter is not None:
+        reporter.start()
     grpc_server.start()
     log.info("serving gRPC on port %d", port)
     try:
-        server.serve_until_signal(grpc_server, grace=SHUTDOWN_GRACE_SECONDS)
+        server.serve_until_signal(grpc_server, grace=SHUTDOWN_GRACE_SECONDS, health=health)
     finally:
         puller.stop()
+        if reporter is not None:
+            reporter.stop()
         http.stop()
         images.close()
     return 0

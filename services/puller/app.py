@@ -17,7 +17,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from services.puller import cri, pullevents, reconciler, statusbook, statuswriter, workers
+from opentelemetry import trace
+
+from services.puller import cri, localpull, pullevents, reconciler, statusbook, statuswriter, workers
 from services.puller.credentials_client import AnonymousCredentials, CredentialsSource
 from services.puller.logic import backoff
 from services.puller.settings import PullerSettings
@@ -43,6 +45,7 @@ class PullerApp:
         clock: time source.
         informer_settings: watch timing (tests shorten nothing here; the defaults are client-go's).
         on_pulled: called after each pull that changed the node's images (the inventory reporter).
+        tracer_provider: where task spans go; the process-wide provider when None.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class PullerApp:
         clock: Clock | None = None,
         informer_settings: informer.InformerSettings | None = None,
         on_pulled: Callable[[], None] = lambda: None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -90,8 +94,13 @@ class PullerApp:
                 min_free_disk_bytes=settings.min_free_disk_bytes,
                 progress=progress,
                 on_pulled=on_pulled,
+                node_name=node,
+                tracer=trace.get_tracer(__name__, tracer_provider=tracer_provider),
             ),
             self.book,
+        )
+        self.local = localpull.LocalPulls(
+            images, self.slots, min_free_disk_bytes=settings.min_free_disk_bytes, progress=progress, clock=self.clock
         )
         self.reconciler = reconciler.Reconciler(
             node_name=node,

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import grpc
 
-from services.puller import cri, tokenfile
+from services.puller import cri
+from services.shared.auth import token_source
 from services.shared.gen.prepull.v1 import credentials_pb2, credentials_pb2_grpc
 from services.shared.rpc import channels
 
@@ -61,7 +62,7 @@ class CredentialsClient:
         token: the puller's token file for audience `prepull.io/credentials`.
     """
 
-    def __init__(self, address: str, token: tokenfile.TokenFile) -> None:
+    def __init__(self, address: str, token: token_source.FileTokenSource) -> None:
         self.address = address
         self._token = token
         self._channel = channels.create_channel(address)
@@ -74,8 +75,8 @@ class CredentialsClient:
     def credentials_for(self, reference: str) -> list[cri.Auth]:
         """See `CredentialsSource.credentials_for`."""
         try:
-            metadata = (("authorization", f"Bearer {self._token.token()}"),)
-        except tokenfile.TokenUnavailable as error:
+            metadata = self._token.metadata()
+        except token_source.TokenUnavailable as error:
             raise CredentialsUnavailable(f"cannot fetch registry credentials for {reference}: {error}") from None
         try:
             response = self._stub.GetPullCredentials(

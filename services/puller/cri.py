@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
+from opentelemetry import trace
 
 from services.puller.logic import diskguard
 from services.shared.api import constants
 from services.shared.api.pulloptions import SandboxConfig
 from services.shared.gen.cri import api_pb2, api_pb2_grpc
+from services.shared.telemetry import instrumentation
 
 __all__ = [
     "Auth",
@@ -146,10 +148,12 @@ class CriImageService:
     Args:
         target: a gRPC target, e.g. `unix:///run/containerd/containerd.sock`; a bare path is taken as a socket.
         call_timeout: seconds allowed to every call except `PullImage` (which gets its own timeout).
-        annotations_extra: added to every pull's sandbox annotations (the `pulling-image-by` mark).
+        tracer_provider: where CRI call spans go; the process-wide provider when None.
     """
 
-    def __init__(self, target: str, *, call_timeout: float = 30.0) -> None:
+    def __init__(
+        self, target: str, *, call_timeout: float = 30.0, tracer_provider: trace.TracerProvider | None = None
+    ) -> None:
         self.target = socket_target(target)
         self._call_timeout = call_timeout
         self._channel = grpc.insecure_channel(
@@ -159,12 +163,17 @@ class CriImageService:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        self._images = api_pb2_grpc.ImageServiceStub(self._channel)
-        self._runtime = api_pb2_grpc.RuntimeServiceStub(self._channel)
+        traced = instrumentation.trace_channel(self._channel, tracer_provider)
+        self._images = api_pb2_grpc.ImageServiceStub(traced)
+        self._runtime = api_pb2_grpc.RuntimeServiceStub(traced)
 
     @property
     def channel(self) -> grpc.Channel:
-        """The channel to the runtime's socket (containerd serves its own API on it too; see `progress`)."""
+        """The untraced channel to the runtime's socket (containerd serves its own API on it too; see `progress`).
+
+        CRI calls made through this adapter are traced (`/runtime.v1.ImageService/PullImage` spans, children of
+        the pull's task span); progress polling on this channel is not, or it would bury the trace.
+        """
         return self._channel
 
     def close(self) -> None:

@@ -80,6 +80,10 @@ class PullerSettings:
     """Seconds between full inventory snapshots."""
     progress_interval: float
     """Seconds between byte-progress readings from containerd's content store; 0 switches progress off."""
+    auth: bool = True
+    """Authenticate (TokenReview) and authorize (SubjectAccessReview) calls to the Puller API."""
+    api_audience: str = "prepull.io/puller"
+    """Token audience callers of the Puller API present."""
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> PullerSettings:
@@ -115,6 +119,8 @@ class PullerSettings:
             inventory_token_file=flags.inventory_token_file,
             inventory_interval=flags.inventory_interval.total_seconds(),
             progress_interval=flags.progress_interval.total_seconds(),
+            auth=flags.auth,
+            api_audience=flags.api_audience,
         )
 
 
@@ -165,4 +171,8 @@ def parser() -> shared_settings.FlagParser:
     flags.add_argument(
         "--progress-interval", type=duration, default="1s", help="byte progress reading period (0: phases only)"
     )
+    flags.add_argument(
+        "--auth", action=argparse.BooleanOptionalAction, default=True, help="authenticate and authorize Puller calls"
+    )
+    flags.add_argument("--api-audience", default="prepull.io/puller", help="token audience of the Puller API")
     return flags

@@ -25,12 +25,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+
 from services.puller import cri, statusbook
 from services.puller.credentials_client import AnonymousCredentials, CredentialsSource
 from services.puller.logic import backoff, diskguard, plan, tagstate
 from services.puller.logic.tagstate import PullTask, TagKey
 from services.shared.api import nodeimage
+from services.shared.api.pulloptions import SandboxConfig
 from services.shared.clock import Clock, SystemClock
+from services.shared.telemetry import attributes, propagation
 
 __all__ = ["NoEvents", "ProgressTracker", "PullEvents", "PullSlots", "TagWorker", "WorkerDeps", "Workers"]
 
@@ -117,6 +122,10 @@ class WorkerDeps:
     progress: ProgressTracker | None = None
     on_pulled: Callable[[], None] = lambda: None
     """Called after each pull that changed the node's images (the inventory reporter listens)."""
+    node_name: str = ""
+    """For span attributes."""
+    tracer: trace.Tracer = field(default_factory=lambda: trace.get_tracer(__name__))
+    """Where task spans go (the process-wide provider unless a test hands its own)."""
 
 
 class TagWorker:
@@ -156,11 +165,24 @@ class TagWorker:
     # --- the worker's thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            self._pull()
-        except Exception as error:  # a bug must not leave the tag Pulling forever
-            log.exception("pulling %s failed unexpectedly", self.task.key)
-            self._finish_failed(f"internal error in the puller: {type(error).__name__}")
+        parent, links = _trace_parent(self.task.traceparents)
+        with self._deps.tracer.start_as_current_span(
+            f"pull {self.task.key}",
+            context=parent,
+            links=links,
+            attributes={
+                attributes.K8S_NODE_NAME: self._deps.node_name,
+                attributes.CONTAINER_IMAGE_NAME: self.task.reference or str(self.task.key),
+                attributes.TAG_VERSION: self.task.version,
+            },
+        ) as span:
+            try:
+                self._pull()
+            except Exception as error:  # a bug must not leave the tag Pulling forever
+                log.exception("pulling %s failed unexpectedly", self.task.key)
+                self._finish_failed(f"internal error in the puller: {type(error).__name__}")
+            if self._status.phase == tagstate.Phase.FAILED:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, self._status.message))
 
     def _pull(self) -> None:
         task = self.task
@@ -183,7 +205,10 @@ class TagWorker:
                     timeout = backoff.attempt_timeout(
                         timeout_seconds=task.timeout_seconds, deadline=deadline, now=self._deps.clock.now()
                     )
-                    runtime_id = self._attempt(timeout)
+                    with self._deps.tracer.start_as_current_span(
+                        "attempt", attributes={attributes.PULL_ATTEMPT: attempt + 1}
+                    ):
+                        runtime_id = self._attempt(timeout)
                 except backoff.DeadlineExceeded as error:
                     last_error = str(error)
                     break
@@ -214,33 +239,20 @@ class TagWorker:
                 return present.id
         credentials = deps.credentials.credentials_for(task.reference) if task.has_pull_secrets else []
         ends_at = deps.clock.monotonic() + timeout
-        if deps.progress is None:
-            pulled = self._pull_with(credentials, ends_at)
-        else:
-            with deps.progress.track(task.reference, self._report_progress):
-                pulled = self._pull_with(credentials, ends_at)
+        tracking = deps.progress.track(task.reference, self._report_progress) if deps.progress else _untracked()
+        with tracking:
+            pulled = pull_with_credentials(
+                deps.images,
+                task.reference,
+                credentials,
+                sandbox=task.sandbox_config,
+                ends_at=ends_at,
+                cancel=self._stop,
+                clock=deps.clock,
+            )
         deps.on_pulled()
         image = deps.images.image_status(task.reference)
         return image.id if image is not None else pulled
-
-    def _pull_with(self, credentials: list[cri.Auth], ends_at: float) -> str:
-        """Pull anonymously, or with each credential in turn until one works (the first success wins)."""
-        choices: list[cri.Auth | None] = list(credentials) or [None]
-        errors: list[str] = []
-        for auth in choices:
-            left = ends_at - self._deps.clock.monotonic()
-            if left <= 0:
-                errors.append(f"pulling image {self.task.reference} timed out")
-                break
-            try:
-                return self._deps.images.pull_image(
-                    self.task.reference, auth=auth, sandbox=self.task.sandbox_config, timeout=left, cancel=self._stop
-                )
-            except (cri.PullCancelled, cri.RuntimeUnavailable):
-                raise
-            except cri.PullFailed as error:
-                errors.append(str(error))
-        raise cri.PullFailed("; ".join(errors))
 
     def _report_progress(self, done: int, total: int) -> None:
         if self._status.phase == tagstate.Phase.PULLING:
@@ -261,6 +273,59 @@ class TagWorker:
 
     def _record(self, status: nodeimage.ImageTagStatus) -> bool:
         return self._book.record(self.task.key, self._token, status)
+
+
+def pull_with_credentials(
+    images: cri.ImageService,
+    reference: str,
+    credentials: list[cri.Auth],
+    *,
+    sandbox: SandboxConfig | None,
+    ends_at: float,
+    cancel: threading.Event,
+    clock: Clock,
+) -> str:
+    """Pull anonymously, or with each credential in turn until one works (the first success wins).
+
+    With credentials there is no anonymous fallback (upstream §5.4): if all fail, their errors are joined.
+    `ends_at` (on `clock.monotonic()`) bounds all tries together.
+
+    Raises:
+        cri.PullFailed: every try failed, or the time ran out.
+        cri.PullCancelled: `cancel` was set.
+        cri.RuntimeUnavailable: the runtime cannot be reached.
+    """
+    choices: list[cri.Auth | None] = list(credentials) or [None]
+    errors: list[str] = []
+    for auth in choices:
+        left = ends_at - clock.monotonic()
+        if left <= 0:
+            errors.append(f"pulling image {reference} timed out")
+            break
+        try:
+            return images.pull_image(reference, auth=auth, sandbox=sandbox, timeout=left, cancel=cancel)
+        except (cri.PullCancelled, cri.RuntimeUnavailable):
+            raise
+        except cri.PullFailed as error:
+            errors.append(str(error))
+    raise cri.PullFailed("; ".join(errors))
+
+
+@contextlib.contextmanager
+def _untracked() -> Iterator[None]:
+    yield
+
+
+def _trace_parent(traceparents: tuple[str, ...]) -> tuple[Context | None, list[trace.Link]]:
+    """The newest owner's context as parent, links to the other owners' (design §4); none when untraced."""
+    if not traceparents:
+        return None, []
+    links = [
+        trace.Link(context)
+        for context in (propagation.span_context_from_traceparent(value) for value in traceparents[:-1])
+        if context is not None
+    ]
+    return propagation.context_from_traceparent(traceparents[-1]), links
 
 
 class Workers:

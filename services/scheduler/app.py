@@ -11,21 +11,31 @@ import logging
 import random
 import threading
 
+import grpc
 import kubernetes.client
 
-from services.scheduler import credentials_servicer, dispatcher, expectations, listreconciler, reconciler
+from services.scheduler import (
+    credentials_servicer,
+    dispatcher,
+    expectations,
+    jobs_servicer,
+    listreconciler,
+    reconciler,
+)
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.view import ClusterView
 from services.shared import observability
 from services.shared.auth.interceptor import AuthInterceptor
+from services.shared.auth.policy import PolicyTable
+from services.shared.auth.subjectaccess import SubjectAccessReviewer
 from services.shared.auth.tokenreview import TokenReviewAuthenticator
 from services.shared.clock import Clock, SystemClock
-from services.shared.gen.prepull.v1 import credentials_pb2_grpc
+from services.shared.gen.prepull.v1 import credentials_pb2_grpc, jobs_pb2_grpc
 from services.shared.kube import client, controller, events, informer, kubeapi, leaderelection, resources
 from services.shared.rpc import server as rpc_server
 from services.shared.rpc.health import Health
-from services.shared.rpc.status import StatusInterceptor
+from services.shared.rpc.status import DEFAULT_TABLE, StatusInterceptor
 
 __all__ = ["SchedulerApp"]
 
@@ -80,17 +90,27 @@ class SchedulerApp:
         servicer = credentials_servicer.CredentialsServicer(
             api=self.api, view=self.view, recorder=self.recorder, metrics=self.metrics
         )
+        reviewer = SubjectAccessReviewer(api_client)
+        jobs = jobs_servicer.JobsServicer(api=self.api, reviewer=reviewer)
+        policies = PolicyTable(
+            {
+                **credentials_servicer.credentials_rules(settings.puller_username),
+                **jobs_servicer.jobs_policy(settings.jobs_audience),
+            }
+        )
         self.grpc_server, self.grpc_port = rpc_server.create_server(
             settings.grpc_address,
-            [(credentials_pb2_grpc.add_CredentialsServicer_to_server, servicer)],
+            [
+                (credentials_pb2_grpc.add_CredentialsServicer_to_server, servicer),
+                (jobs_pb2_grpc.add_JobsServicer_to_server, jobs),
+            ],
             health=self.health,
             serving=False,
             interceptors=[
-                AuthInterceptor(
-                    credentials_servicer.credentials_policy(settings.puller_username),
-                    authenticator=TokenReviewAuthenticator(api_client),
+                AuthInterceptor(policies, authenticator=TokenReviewAuthenticator(api_client), reviewer=reviewer),
+                StatusInterceptor(
+                    DEFAULT_TABLE.extended({jobs_servicer.UidPreconditionFailed: grpc.StatusCode.FAILED_PRECONDITION})
                 ),
-                StatusInterceptor(),
             ],
         )
         self.probes = observability.ObservabilityServer(
@@ -99,6 +119,7 @@ class SchedulerApp:
             readiness=self._ready,
             registry=self.metrics.registry,
         )
+        self._stopped = False
         self._elector: leaderelection.LeaderElector | None = None
         if settings.leader_election:
             self._elector = leaderelection.LeaderElector(
@@ -136,7 +157,11 @@ class SchedulerApp:
         log.info("scheduler started; gRPC on port %d", self.grpc_port)
 
     def stop(self) -> None:
-        """Stop leading, serving and watching."""
+        """Stop leading, serving and watching; calling it again does nothing."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         if self._elector is not None:
             self._elector.stop()
         self.stop_leading()

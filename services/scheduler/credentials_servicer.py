@@ -28,28 +28,26 @@ from services.shared.api.imagepulljob import ImagePullJob
 from services.shared.api.nodeimage import NodeImage
 from services.shared.auth import caller as caller_module
 from services.shared.auth.errors import PermissionDenied
-from services.shared.auth.policy import MethodPolicy, PolicyTable
+from services.shared.auth.policy import MethodPolicy
 from services.shared.gen.prepull.v1 import credentials_pb2, credentials_pb2_grpc, types_pb2
 from services.shared.kube import errors, events, objects, resources
 
-__all__ = ["CredentialsServicer", "credentials_policy"]
+__all__ = ["CredentialsServicer", "credentials_rules"]
 
 log = logging.getLogger(__name__)
 
 METHOD = "/prepull.v1.Credentials/GetPullCredentials"
 
 
-def credentials_policy(puller_username: str) -> PolicyTable:
+def credentials_rules(puller_username: str) -> dict[str, MethodPolicy]:
     """Who may call `Credentials`: the puller ServiceAccount, with a node-bound token for our audience."""
-    return PolicyTable(
-        {
-            METHOD: MethodPolicy(
-                audience=constants.AUDIENCE_CREDENTIALS,
-                usernames=frozenset({puller_username}),
-                require_node_binding=True,
-            )
-        }
-    )
+    return {
+        METHOD: MethodPolicy(
+            audience=constants.AUDIENCE_CREDENTIALS,
+            usernames=frozenset({puller_username}),
+            require_node_binding=True,
+        )
+    }
 
 
 class CredentialsServicer(credentials_pb2_grpc.CredentialsServicer):

@@ -13,7 +13,7 @@ which is what upstream relies on too. Unparsable ones are treated as satisfied.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 __all__ = ["Expectations"]
@@ -67,6 +67,29 @@ class Expectations:
                 del self._pending[key]
                 return True
             return False
+
+    def any_pending(
+        self, prefix: str, waiter: Hashable, now: float, cached_version: Callable[[str], str | None]
+    ) -> bool:
+        """True while any unexpired write under `prefix` is not yet in the cache; `waiter` is then released with it.
+
+        Cluster-wide caps count pulls over every NodeImage, so they must wait for *all* our writes.
+        `cached_version(key)` gives the cache's resourceVersion of a key: a write the cache already holds (its
+        event may have come before we recorded the write) is no longer pending.
+        """
+        with self._lock:
+            live = []
+            for key, pending in list(self._pending.items()):
+                if not key.startswith(prefix):
+                    continue
+                version = _number(cached_version(key) or "")
+                if now >= pending.deadline or (version is not None and version >= pending.version):
+                    del self._pending[key]
+                else:
+                    live.append(pending)
+            for pending in live:
+                pending.waiters.add(waiter)
+            return bool(live)
 
     def forget(self, key: str) -> None:
         """Drop whatever is pending for `key` (it was deleted)."""

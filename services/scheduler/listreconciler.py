@@ -55,8 +55,15 @@ class ListJobReconciler:
         """List job key → (deadline, child names created but unseen, child names deleted but still seen)."""
 
     def reconcile(self, key: str) -> controller.Result | None:
-        """One pass over the list job `key`."""
+        """One pass over the list job `key`; raises to be retried with back-off."""
         self._metrics.reconciles.labels(CONTROLLER).inc()
+        try:
+            return self._reconcile(key)
+        except Exception:
+            self._metrics.reconcile_errors.labels(CONTROLLER).inc()
+            raise
+
+    def _reconcile(self, key: str) -> controller.Result | None:
         raw = self._view.list_jobs.raw(key)
         if raw is None:
             with self._lock:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +76,9 @@ class JobReconciler:
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
+        self._caps_lock = threading.Lock()
+        """With cluster or registry caps, one job at a time counts pulls in flight and starts nodes."""
+        self._capped = settings.max_pulls_in_flight > 0 or settings.max_pulls_in_flight_per_registry > 0
         self.reconcile_counts: collections.Counter[str] = collections.Counter()
         """Reconciles per job key: the test hook for wake-up selectivity (the metric has no per-job label)."""
 
@@ -86,6 +89,13 @@ class JobReconciler:
         self._metrics.reconciles.labels(CONTROLLER).inc()
         with self._lock:
             self.reconcile_counts[key] += 1
+        try:
+            return self._reconcile(key)
+        except Exception:
+            self._metrics.reconcile_errors.labels(CONTROLLER).inc()
+            raise
+
+    def _reconcile(self, key: str) -> controller.Result | None:
         raw = self._view.jobs.raw(key)
         if raw is None:
             self._dispatcher.index(key, None)
@@ -193,9 +203,18 @@ class JobReconciler:
             job, targets=chosen_targets, image=entry.image, tag=entry.tag, secret_refs=refs, now=now
         )
         if not observation.finished_now:
-            free = self._free_slots(job, observation.status.active, node_images, entry.image, entry.tag)
-            for name in rollout.choose_nodes(observation.not_synced, free):
-                self._write_tag_entry(key, job, node_name=name, image=entry.image, tag=entry.tag, refs=refs, now=now)
+            with self._caps_lock if self._capped else contextlib.nullcontext():
+                if self._capped and self._expectations.any_pending(
+                    dispatcher_module.node_image_key(""), key, self._clock.monotonic(), self._cached_node_version
+                ):
+                    return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
+                free = self._free_slots(job, observation.status.active, entry.image, entry.tag)
+                chosen = rollout.choose_nodes(observation.not_synced, free)
+                chosen += self._stale_policies(job, chosen_targets, entry.image, entry.tag, exclude=set(chosen))
+                for name in chosen:
+                    self._write_tag_entry(
+                        key, job, node_name=name, image=entry.image, tag=entry.tag, refs=refs, now=now
+                    )
         new_status = observation.status.to_dict()
         if new_status != (raw.get("status") or {}):
             written = patching.write(
@@ -220,13 +239,32 @@ class JobReconciler:
         )
         return None if requeue is None else controller.Result(requeue_after=requeue)
 
-    def _free_slots(
-        self, job: ImagePullJob, active: int, node_images: Mapping[str, NodeImage], image: str, tag: str
-    ) -> int:
+    def _stale_policies(
+        self, job: ImagePullJob, nodes: Sequence[NodeImage], image: str, tag: str, *, exclude: set[str]
+    ) -> list[str]:
+        """Targets whose tag entry (owned by this job) must take its owners' current pull policy."""
+        stale = []
+        for node in nodes:
+            if node.metadata.name in exclude:
+                continue
+            owners = _owner_uids(node, image, tag)
+            if job.metadata.uid not in owners:
+                continue
+            specs = {**self._dispatcher.specs_by_uid(owners), job.metadata.uid: job.spec}
+            if tagentries.needs_policy_update(node, image, tag, job.metadata.uid, specs):
+                stale.append(node.metadata.name)
+        return stale
+
+    def _cached_node_version(self, expectation_key: str) -> str | None:
+        name = expectation_key.removeprefix(dispatcher_module.node_image_key(""))
+        raw = self._view.node_images.raw(name)
+        return None if raw is None else str((raw.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _free_slots(self, job: ImagePullJob, active: int, image: str, tag: str) -> int:
         settings = self._settings
-        if settings.max_pulls_in_flight <= 0 and settings.max_pulls_in_flight_per_registry <= 0:
+        if not self._capped:
             return rollout.slots(job.spec.parallelism, active)
-        counted = inflight.count_in_flight(node_images.values())
+        counted = inflight.count_in_flight(self._view.node_images.all())
         return rollout.slots(
             job.spec.parallelism,
             active,
@@ -266,8 +304,15 @@ class JobReconciler:
             trace=TraceContext(uid=job.metadata.uid, traceparent=traceparent) if traceparent else None,
         )
 
+        attempts = 0
+
         def read() -> objects.RawObject:
-            return self._api.get(resources.NODE_IMAGES, node_name)
+            # The cached copy is good enough for a first try: the write carries its resourceVersion as a
+            # precondition, so a stale copy only costs a conflict, after which we read from the apiserver.
+            nonlocal attempts
+            attempts += 1
+            cached = self._view.node_images.raw(node_name) if attempts == 1 else None
+            return cached if cached is not None else self._api.get(resources.NODE_IMAGES, node_name)
 
         def decide(current: objects.RawObject) -> dict[str, Any] | None:
             node = NodeImage.from_dict(current)

@@ -17,6 +17,7 @@ from services.shared import settings as common
 __all__ = ["SchedulerSettings", "parse"]
 
 DEFAULT_PULLER_USERNAME = "system:serviceaccount:prepull-system:prepull-puller"
+DEFAULT_JOBS_AUDIENCE = "prepull.io/jobs"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class SchedulerSettings:
     max_pulls_in_flight_per_registry: int = 0
     """Cap on nodes pulling from one registry; 0: no cap."""
     puller_username: str = DEFAULT_PULLER_USERNAME
+    jobs_audience: str = DEFAULT_JOBS_AUDIENCE
+    """Token audience callers of the `Jobs` service present (checked by TokenReview)."""
     leader_election: bool = True
     leader_election_namespace: str = "prepull-system"
     leader_election_name: str = "prepull-scheduler"
@@ -101,6 +104,7 @@ def _parser() -> common.FlagParser:
         default=DEFAULT_PULLER_USERNAME,
         help="username of the puller ServiceAccount, the only caller of Credentials",
     )
+    add("--jobs-audience", default=DEFAULT_JOBS_AUDIENCE, help="token audience required of Jobs service callers")
     add(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
@@ -143,6 +147,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sche
         max_pulls_in_flight=flags.max_pulls_in_flight,
         max_pulls_in_flight_per_registry=flags.max_pulls_in_flight_per_registry,
         puller_username=flags.puller_service_account,
+        jobs_audience=flags.jobs_audience,
         leader_election=flags.leader_elect,
         leader_election_namespace=flags.leader_election_namespace,
         leader_election_name=flags.leader_election_name,

@@ -5,4 +5,4 @@ the puller follows (which tags need a worker, phase transitions, retry and timeo
 guard, how a status is built) is unit-tested without a cluster or a runtime.
 """
 
-__all__ = ["backoff", "diskguard", "plan", "tagstate"]
+__all__ = ["backoff", "diskguard", "inventory", "layerprogress", "plan", "tagstate"]

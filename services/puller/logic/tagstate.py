@@ -77,6 +77,8 @@ class PullTask:
     sandbox_config: SandboxConfig | None = None
     owners: tuple[ObjectReference, ...] = ()
     has_pull_secrets: bool = False
+    traceparents: tuple[str, ...] = ()
+    """W3C trace contexts of the owning jobs, oldest first; the task span continues the last (design §4)."""
 
 
 def task_for(key: TagKey, image: nodeimage.ImageSpec, tag: nodeimage.ImageTagSpec) -> PullTask:
@@ -98,6 +100,7 @@ def task_for(key: TagKey, image: nodeimage.ImageSpec, tag: nodeimage.ImageTagSpe
         sandbox_config=image.sandbox_config,
         owners=tag.owner_references or (),
         has_pull_secrets=bool(image.pull_secrets),
+        traceparents=tuple(context.traceparent for context in tag.trace_contexts or () if context.traceparent),
     )
 
 

@@ -33,7 +33,7 @@ from services.shared.api.nodeimage import (
 )
 from services.shared.api.pulloptions import SandboxConfig
 
-__all__ = ["TagRequest", "missing_secret_refs", "plan_image_spec", "status_version"]
+__all__ = ["TagRequest", "missing_secret_refs", "needs_policy_update", "plan_image_spec", "status_version"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,27 @@ def plan_image_spec(
         sandbox_config=request.sandbox_config,
         extra=current.extra if current else {},
     )
+
+
+def needs_policy_update(
+    node: NodeImage, image: str, tag: str, uid: str, owner_specs: Mapping[str, ImagePullJobSpec]
+) -> bool:
+    """True when the tag entry `uid` owns has a timeout or backoff other than its owners' most generous.
+
+    This is how an edited `pullPolicy` reaches nodes the job already started (design §5, upstream #2221);
+    such a refresh starts no new pull round, so it does not take a parallelism slot.
+    """
+    spec = (node.spec.images or {}).get(image)
+    entry = next((t for t in spec.tags if t.tag == tag), None) if spec else None
+    if entry is None or entry.pull_policy is None:
+        return False
+    owner_uids = [owner.uid for owner in entry.owner_references or ()]
+    if uid not in owner_uids:
+        return False
+    known = [owner_specs[each] for each in owner_uids if each in owner_specs]
+    floor = entry.pull_policy if len(known) < len(owner_uids) else None
+    wanted = tagpolicy.generous_limits(known, floor)
+    return (entry.pull_policy.timeout_seconds, entry.pull_policy.backoff_limit) != wanted
 
 
 def _follow_owners(

@@ -142,7 +142,6 @@ def test_callers_are_authenticated_and_authorized(
     sync: SyncHarness,
     reader_token: str,
     node_identity_factory: NodeIdentityFactory,
-    admin_api: kubernetes.client.ApiClient,
 ):
     app = sync.start(auth=True, puller_service_account=PULLER)
     puller = node_identity_factory(labels={RUN_LABEL: sync.run_id})
@@ -195,4 +194,29 @@ def test_watch_nodes_streams_the_selected_set(sync: SyncHarness, reader_token: s
         kubernetes.client.CoreV1Api(sync.admin).patch_node(first, {"metadata": {"labels": {"zone": "b"}}})
         left = next(e for e in events if e.type != inventory_pb2.NodeEvent.MODIFIED)
         assert (left.type, left.node.name) == (inventory_pb2.NodeEvent.DELETED, first)
+        events.cancel()
+
+
+def test_watch_reports_inventory_changes_as_modified(sync: SyncHarness):
+    app = sync.start()  # authentication off: the caller's node is not checked
+    node = sync.register_node()
+    sync.wait_for(lambda: sync.nodeimage(node), "NodeImage created")
+    channel, client = stub(app)
+    with channel:
+        events = client.WatchNodes(
+            inventory_pb2.WatchNodesRequest(
+                selector=inventory_pb2.NodeSelector(names=types_pb2.NodeNames(names=[node]))
+            ),
+            timeout=120,
+        )
+        assert next(events).type == inventory_pb2.NodeEvent.ADDED
+        assert next(events).type == inventory_pb2.NodeEvent.SYNCED
+        client.ReportImages(report(node, [NGINX]))
+        modified = next(events)
+        assert (modified.type, modified.node.image_count, modified.node.image_bytes) == (
+            inventory_pb2.NodeEvent.MODIFIED,
+            1,
+            1234,
+        )
+        assert modified.node.HasField("reported_at")
         events.cancel()

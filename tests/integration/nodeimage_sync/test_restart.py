@@ -12,9 +12,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from localcluster.process import wait_until
 from services.nodeimage_sync.app import App
 from services.shared import observability
+from services.shared.gen.prepull.v1 import inventory_pb2, inventory_pb2_grpc
 from services.shared.kube import resources
 from tests.integration.nodeimage_sync.conftest import SyncHarness
-from tests.integration.nodeimage_sync.test_maintenance import a_tag, images, now_text, owner, set_images, tags
+from tests.integration.nodeimage_sync.test_maintenance import (
+    a_tag,
+    images,
+    now_text,
+    owner,
+    set_images,
+    status_tag,
+    tags,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +48,7 @@ def http_ready(app: App) -> int:
 
 
 def test_restart_loses_and_duplicates_nothing_and_pending_timers_fire(sync: SyncHarness):
-    first = sync.start()
+    first = sync.start(response_timeout=8.0)
     kept = sync.register_node({"zone": "a"})
     doomed = sync.register_node()
     sync.wait_for(lambda: sync.nodeimage(kept) and sync.nodeimage(doomed), "NodeImages created")
@@ -52,6 +61,7 @@ def test_restart_loses_and_duplicates_nothing_and_pending_timers_fire(sync: Sync
         {
             "nginx": {"tags": [a_tag("1.25", owners=[owner(job)]), a_tag("1.26", owners=[owner(live_job)])]},
             "redis": {"tags": [a_tag("7", ttlSecondsAfterFinished=4)]},
+            "busybox": {"tags": [a_tag("1")]},
         },
     )
     finished = {"tag": "7", "phase": "Succeeded", "version": 0, "completionTime": now_text()}
@@ -64,9 +74,14 @@ def test_restart_loses_and_duplicates_nothing_and_pending_timers_fire(sync: Sync
     kubernetes.client.CoreV1Api(sync.admin).delete_node(doomed)
     newcomer = sync.register_node()
 
-    sync.start()
+    sync.start(response_timeout=8.0)
     sync.wait_for(lambda: tags(sync.nodeimage(kept)) == ["1.26"], "tag of the job deleted while down removed", 30)
     sync.wait_for(lambda: "redis" not in images(sync.nodeimage(kept)), "pending TTL fired after the restart", 30)
+    sync.wait_for(
+        lambda: status_tag(sync.nodeimage(kept), "busybox", "1").get("phase") == "Failed",
+        "pending response timeout fired after the restart",
+        30,
+    )
     sync.wait_for(lambda: sync.nodeimage(doomed) is None, "NodeImage of the Node deleted while down removed")
     sync.wait_for(lambda: sync.nodeimage(newcomer), "NodeImage of the Node added while down created")
     assert uid_of(sync, kept) == kept_uid, "the surviving NodeImage was recreated"
@@ -82,6 +97,10 @@ def test_standby_is_not_ready_until_it_leads(sync: SyncHarness):
     assert not standby.is_leader()
     assert http_ready(standby) == 503
     assert grpc_health(standby) == health_pb2.HealthCheckResponse.NOT_SERVING
+    with grpc.insecure_channel(f"127.0.0.1:{standby.grpc_port}") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            inventory_pb2_grpc.NodeInventoryStub(channel).ListNodes(inventory_pb2.ListNodesRequest(), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
     sync.stop(leader)
     wait_until(standby.is_leader, timeout=60, what="the standby to take over")
@@ -102,3 +121,21 @@ def test_metrics_are_exported(sync: SyncHarness):
     assert 'prepull_nodeimage_sync_nodeimage_writes_total{action="create"} 1.0' in text
     assert "prepull_nodeimage_sync_queue_depth" in text
     assert "prepull_nodeimage_sync_leader 1.0" in text
+
+
+def test_losing_the_lease_ends_readiness_and_the_service(sync: SyncHarness):
+    app = sync.start()
+    lease = app.settings.lease_name
+    taken = {
+        "spec": {
+            "holderIdentity": "intruder",
+            "leaseDurationSeconds": 600,
+            "renewTime": now_text().replace("Z", ".000000Z"),
+            "acquireTime": now_text().replace("Z", ".000000Z"),
+        }
+    }
+    sync.api.patch(resources.LEASES, lease, taken, namespace=sync.namespace)
+    wait_until(app.stopped.is_set, timeout=60, what="the service to give up after losing its Lease")
+    assert not app.is_leader()
+    assert grpc_health(app) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert http_ready(app) == 503

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from opentelemetry.trace import TracerProvider
 
 from localcluster.containerd import ContainerdNode
 from localcluster.controlplane import ControlPlane
 from localcluster.images import ImageBuilder, ImageRecipe, PushedImage
 from localcluster.registry import Registry
-from services.puller import app, cri
+from services.puller import app, cri, progress
 from services.puller.credentials_client import CredentialsSource
 from services.puller.settings import PullerSettings
 from services.shared.api import constants
@@ -69,7 +70,7 @@ class CountingImageService:
             return self.pull_calls.count(reference)
 
 
-def test_settings(node_name: str, socket: str, **overrides: Any) -> PullerSettings:
+def puller_settings(node_name: str, socket: str, **overrides: Any) -> PullerSettings:
     """Settings for a test puller: short retry sleeps and a fast status rate; no gRPC or HTTP listeners."""
     base = PullerSettings.from_args(
         [
@@ -147,6 +148,21 @@ class NodeImages:
             body["sandboxConfig"] = sandbox.to_dict()
         self.api.patch(resources.NODE_IMAGES, name, {"spec": {"images": {image: body}}})
 
+    def events(self, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+        """Events about the NodeImage `name` (cluster-scoped objects' events live in `default`)."""
+        listed = self.api.list(resources.EVENTS, namespace=namespace, field_selector=f"involvedObject.name={name}")
+        return listed.items
+
+    def wait_for_event(self, name: str, reason: str, namespace: str = "default") -> dict[str, Any]:
+        """Poll until an Event with `reason` about `name` exists; returns it."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            for event in self.events(name, namespace):
+                if event["reason"] == reason:
+                    return event
+            time.sleep(0.2)
+        raise AssertionError(f"no {reason} event about {name}")
+
     def remove_image(self, name: str, image: str) -> None:
         self.api.patch(resources.NODE_IMAGES, name, {"spec": {"images": {image: None}}})
 
@@ -198,12 +214,27 @@ def start_puller(control_plane: ControlPlane) -> Iterator[PullerFactory]:
     running: list[PullerHandle] = []
 
     def start(
-        node_name: str, node: ContainerdNode, *, credentials: CredentialsSource | None = None, **overrides: Any
+        node_name: str,
+        node: ContainerdNode,
+        *,
+        credentials: CredentialsSource | None = None,
+        byte_progress: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        **overrides: Any,
     ) -> PullerHandle:
-        settings = test_settings(node_name, node.cri_target, **overrides)
+        settings = puller_settings(node_name, node.cri_target, **overrides)
         api = kubeapi.KubeApi(client.from_kubeconfig(control_plane.kubeconfig))
-        images = CountingImageService(cri.CriImageService(settings.cri_socket))
-        puller = app.PullerApp(settings, api=api, images=images, credentials=credentials)
+        runtime = cri.CriImageService(settings.cri_socket, tracer_provider=tracer_provider)
+        images = CountingImageService(runtime)
+        tracker = progress.for_runtime(runtime, interval=0.1) if byte_progress else None
+        puller = app.PullerApp(
+            settings,
+            api=api,
+            images=images,
+            credentials=credentials,
+            progress=tracker,
+            tracer_provider=tracer_provider,
+        )
         puller.start()
         handle = PullerHandle(puller, images, node)
         running.append(handle)

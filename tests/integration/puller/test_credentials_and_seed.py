@@ -20,8 +20,9 @@ import pytest
 from localcluster.controlplane import ControlPlane
 from localcluster.images import ImageBuilder, ImageRecipe
 from localcluster.registry import Registry
-from services.puller import credentials_client, tokenfile
+from services.puller import credentials_client
 from services.shared.api import imageref
+from services.shared.auth import token_source
 from services.shared.gen.prepull.v1 import credentials_pb2, credentials_pb2_grpc, types_pb2
 from services.shared.rpc import server
 from tests.integration.puller.conftest import NodeImages, PullerFactory
@@ -66,7 +67,7 @@ def serve_credentials(service: FakeCredentialsService, token_file: Path) -> Iter
         "127.0.0.1:0", [(credentials_pb2_grpc.add_CredentialsServicer_to_server, service)]
     )
     grpc_server.start()
-    client = credentials_client.CredentialsClient(f"127.0.0.1:{port}", tokenfile.TokenFile(token_file))
+    client = credentials_client.CredentialsClient(f"127.0.0.1:{port}", token_source.FileTokenSource(token_file))
     try:
         yield CredentialsEndpoint(service, client)
     finally:

@@ -9,6 +9,7 @@ import pytest
 from localcluster.faultproxy import FaultProxy
 from localcluster.images import PushedImage
 from services.shared.api import imageref
+from services.shared.kube import resources
 from tests.integration.puller.conftest import NodeImages, PullerFactory, wait_until
 from tests.support.node_fixtures import ContainerdNodes
 
@@ -257,3 +258,84 @@ def test_two_pullers_touch_only_their_own_node_image(
     assert second.images.pull_calls == []
     assert node_images.tag_status(theirs, image, tag) is None
     assert second.images.image_status(imageref.parse(pushed.reference).pullable()) is None
+
+
+def test_byte_progress_is_written_while_pulling(
+    node_images: NodeImages,
+    start_puller: PullerFactory,
+    containerd_nodes: ContainerdNodes,
+    unique_image: Callable[..., PushedImage],
+    fault_proxy: FaultProxy,
+) -> None:
+    # containerd advances an ingestion's offset per 1 MiB copied, so layers must be a few MiB to show progress.
+    pushed = unique_image(total_bytes=8 << 20, layers=2)
+    image, tag, _ = via_proxy(pushed, fault_proxy)
+    name = node_images.create()
+    start_puller(name, containerd_nodes.a, byte_progress=True)
+    fault_proxy.limit_rate(1 << 20)
+    node_images.set_image(name, image, [{"tag": tag}])
+
+    seen: list[dict[str, object]] = []
+
+    def partial_progress() -> bool:
+        status = node_images.tag_status(name, image, tag) or {}
+        if status.get("phase") == "Pulling" and int(str(status.get("pulledBytes", 0))) > 0:
+            seen.append(status)
+        return bool(seen) or status.get("phase") in FINAL
+
+    wait_until(partial_progress, "a Pulling status with byte progress")
+    fault_proxy.pass_through()
+    final = node_images.wait_for(name, image, tag, FINAL)
+
+    assert seen, f"no byte progress seen before {final}"
+    layer_bytes = sum(layer.size for layer in pushed.image.layers)
+    assert 0 < int(str(seen[0]["pulledBytes"])) <= int(str(seen[0]["totalBytes"])) <= layer_bytes
+    assert 0 <= int(str(seen[0].get("progress", 0))) < 100
+    assert final["phase"] == "Succeeded"
+    assert final["progress"] == 100
+
+
+def test_final_status_written_by_another_component_is_adopted(
+    node_images: NodeImages,
+    start_puller: PullerFactory,
+    containerd_nodes: ContainerdNodes,
+    unique_image: Callable[..., PushedImage],
+    fault_proxy: FaultProxy,
+) -> None:
+    image, tag, _ = via_proxy(unique_image(total_bytes=4 << 20), fault_proxy)
+    name = node_images.create()
+    puller = start_puller(name, containerd_nodes.b)
+    fault_proxy.limit_rate(CRAWL)
+    node_images.set_image(name, image, [{"tag": tag}])
+    pulling = node_images.wait_for(name, image, tag, ("Pulling",))
+    wait_until(lambda: puller.images.in_flight == 1, "the pull to be in flight")
+
+    # nodeimage_sync fails the tag on its response timeout, writing the status as it would.
+    failed = {**pulling, "phase": "Failed", "completionTime": pulling["startTime"], "message": "node timed out"}
+    status = {"desired": 1, "failed": 1, "pulling": 0, "imageStatuses": {image: {"tags": [failed]}}}
+    node_images.api.patch_status(resources.NODE_IMAGES, name, {"status": status})
+
+    wait_until(lambda: puller.images.in_flight == 0, "the puller to stop its pull")
+    fault_proxy.pass_through()
+    final = node_images.wait_for(name, image, tag, FINAL)
+    assert (final["phase"], final["message"]) == ("Failed", "node timed out")
+    assert puller.app.workers.versions() == {}
+
+
+def test_many_changes_go_out_in_few_status_writes(
+    node_images: NodeImages,
+    start_puller: PullerFactory,
+    containerd_nodes: ContainerdNodes,
+    unique_image: Callable[..., PushedImage],
+) -> None:
+    pushed = [unique_image(total_bytes=16 << 10, layers=1) for _ in range(10)]
+    name = node_images.create()
+    puller = start_puller(name, containerd_nodes.a, status_write_qps=0.2, status_write_burst=1, workers=10)
+    for each in pushed:
+        image, tag = imageref.parse(each.reference).nodeimage_entry()
+        node_images.set_image(name, image, [{"tag": tag}])
+
+    wait_until(lambda: (node_images.get(name).get("status") or {}).get("succeeded") == 10, "10 succeeded tags")
+
+    # 10 tags with 3 phase changes each went out in a handful of writes.
+    assert puller.app.writer.writes < 15

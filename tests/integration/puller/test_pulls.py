@@ -42,6 +42,9 @@ def test_pull_by_tag_succeeds_with_image_id(
     assert puller.images.pulls_of(imageref.parse(pushed.reference).pullable()) == 1
     whole = node_images.get(name)["status"]
     assert (whole["desired"], whole["succeeded"], whole["failed"]) == (1, 1, 0)
+    event = node_images.wait_for_event(name, "PullImageSucceed")
+    assert event["type"] == "Normal"
+    assert event["message"].startswith(f"Image {image}:{tag}, elapsedTime ")
 
 
 def test_pull_by_digest_uses_at_sign(
@@ -130,3 +133,6 @@ def test_image_not_found_fails_after_all_attempts(
     assert status["completionTime"]
     assert puller.images.pulls_of(f"{image}:no-such-tag") == 3
     assert node_images.get(name)["status"]["failed"] == 1
+    event = node_images.wait_for_event(name, "PullImageFailed")
+    assert event["type"] == "Warning"
+    assert event["message"] == f"Image {image}:no-such-tag {status['message']}"

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import kubernetes.client
 import pytest
 
 from localcluster.controlplane import ControlPlane
@@ -56,7 +57,10 @@ def node_images(kube: objects.ObjectApi) -> Iterator[Callable[..., str]]:
 
 @pytest.fixture
 def scheduler_factory(
-    control_plane: ControlPlane, kube: objects.ObjectApi, kube_namespace: str
+    control_plane: ControlPlane,
+    admin_api: kubernetes.client.ApiClient,
+    kube: objects.ObjectApi,
+    kube_namespace: str,
 ) -> Iterator[SchedulerFactory]:
     """Start in-process schedulers for the test's namespace; at the end its jobs are deleted while one runs."""
     started: list[SchedulerApp] = []
@@ -81,3 +85,6 @@ def scheduler_factory(
         helpers.delete_jobs(kube, kube_namespace)
     for app in started:
         app.stop()
+    # Pods bound to NodeImage-only nodes have no kubelet to confirm a graceful deletion: remove them at once,
+    # so the namespace can go.
+    kubernetes.client.CoreV1Api(admin_api).delete_collection_namespaced_pod(kube_namespace, grace_period_seconds=0)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 import kubernetes.client
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from localcluster import identity
+from localcluster import identity, pki
+from localcluster.controlplane import ControlPlane
 from localcluster.process import wait_until
 from services.shared.api import constants
 from services.shared.gen.prepull.v1 import credentials_pb2, credentials_pb2_grpc
@@ -60,6 +63,7 @@ def _code(call: Callable[[], object]) -> grpc.StatusCode:
 
 
 def test_credentials_refusals_and_answer_with_rotation(
+    control_plane: ControlPlane,
     kube: objects.ObjectApi,
     admin_api: kubernetes.client.ApiClient,
     kube_namespace: str,
@@ -94,10 +98,26 @@ def test_credentials_refusals_and_answer_with_rotation(
     assert _code(lambda: _ask(stub, IMAGE, "not.a.token")) == grpc.StatusCode.UNAUTHENTICATED
     other_audience = node.token(constants.AUDIENCE_INVENTORY)
     assert _code(lambda: _ask(stub, IMAGE, other_audience)) == grpc.StatusCode.UNAUTHENTICATED
+    claims = _claims(token)
+    real_key = pki.load_signing_key(control_plane.service_account_key)
+    now = int(time.time())
+    expired = pki.sign_jwt(
+        real_key, claims | {"iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}, kid=pki.key_id(real_key)
+    )
+    assert _code(lambda: _ask(stub, IMAGE, expired)) == grpc.StatusCode.UNAUTHENTICATED
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = pki.sign_jwt(other_key, claims, kid=pki.key_id(real_key))
+    assert _code(lambda: _ask(stub, IMAGE, forged)) == grpc.StatusCode.UNAUTHENTICATED
     unassigned = f"{REGISTRY}/team/other:v1"
     assert _code(lambda: _ask(stub, unassigned, token)) == grpc.StatusCode.PERMISSION_DENIED
     intruder = _intruder_token(admin_api, kube_namespace, node.node)
     assert _code(lambda: _ask(stub, IMAGE, intruder)) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
 
 
 def _intruder_token(api: kubernetes.client.ApiClient, namespace: str, node: str) -> str:

@@ -367,3 +367,99 @@ def test_apiserver_restart_mid_job_still_completes_with_correct_counts(
     )
     status = helpers.job_status(kube, kube_namespace, "a")
     assert (status["desired"], status["succeeded"], status["failed"], status["active"]) == (3, 3, 0, 0)
+
+
+def test_edited_pull_policy_reaches_a_started_node_without_a_new_round(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    node = node_images(labels=test_label)
+    scheduler_factory()
+    helpers.create_job(kube, kube_namespace, "e", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+    wait_until(lambda: helpers.tag_entry(kube, node, IMAGE, TAG) is not None, timeout=TIMEOUT, what="started")
+    kube.patch(
+        resources.IMAGE_PULL_JOBS,
+        "e",
+        {"spec": {"pullPolicy": {"timeoutSeconds": 1200, "backoffLimit": 5}}},
+        namespace=kube_namespace,
+    )
+
+    def updated() -> bool:
+        entry = helpers.tag_entry(kube, node, IMAGE, TAG) or {}
+        return bool(entry.get("pullPolicy", {}).get("timeoutSeconds") == 1200)
+
+    wait_until(updated, timeout=TIMEOUT, what="the new timeout on the tag entry")
+    entry = helpers.tag_entry(kube, node, IMAGE, TAG)
+    assert entry is not None
+    assert entry["pullPolicy"]["backoffLimit"] == 5
+    assert entry.get("version", 0) == 0  # no new pull round (0 is omitted, as Go omits it)
+
+
+def test_nodes_join_by_label_and_leave_by_deletion_mid_job(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    first = node_images(labels=test_label)
+    unlabelled = node_images()
+    leaving = node_images(labels=test_label)
+    scheduler_factory()
+    helpers.create_job(
+        kube,
+        kube_namespace,
+        "m",
+        {"image": "nginx:1.25", "parallelism": 0, "selector": {"matchLabels": test_label}},  # paused: nothing starts
+    )
+    wait_until(lambda: helpers.job_status(kube, kube_namespace, "m").get("desired") == 2, timeout=TIMEOUT, what="2")
+    assert helpers.tag_entry(kube, first, IMAGE, TAG) is None  # parallelism 0 pauses the job
+    kube.patch(resources.NODE_IMAGES, unlabelled, {"metadata": {"labels": test_label}})
+    wait_until(lambda: helpers.job_status(kube, kube_namespace, "m").get("desired") == 3, timeout=TIMEOUT, what="3")
+    kube.delete(resources.NODE_IMAGES, leaving)
+    wait_until(lambda: helpers.job_status(kube, kube_namespace, "m").get("desired") == 2, timeout=TIMEOUT, what="2")
+    kube.patch(resources.IMAGE_PULL_JOBS, "m", {"spec": {"parallelism": 5}}, namespace=kube_namespace)
+    for node in (first, unlabelled):
+        wait_until(lambda n=node: helpers.tag_entry(kube, n, IMAGE, TAG) is not None, timeout=TIMEOUT, what=node)  # type: ignore[misc]
+        helpers.report(kube, node, IMAGE, TAG, "Succeeded")
+    wait_until(
+        lambda: bool(helpers.job_status(kube, kube_namespace, "m").get("completionTime")), timeout=TIMEOUT, what="done"
+    )
+    assert helpers.job_status(kube, kube_namespace, "m")["succeeded"] == 2
+
+
+def test_cluster_wide_cap_on_pulls_in_flight_holds_across_jobs(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    nodes = sorted(node_images(labels=test_label) for _ in range(2))
+    scheduler_factory(max_pulls_in_flight=1)
+    images = {"a": ("nginx", "1.25"), "b": ("busybox", "1.36")}
+    for name, (image, tag) in images.items():
+        spec = {"image": f"{image}:{tag}", "parallelism": 3, "selector": {"matchLabels": test_label}}
+        helpers.create_job(kube, kube_namespace, name, spec)
+    pairs = [(node, image, tag) for node in nodes for image, tag in images.values()]
+    done: set[tuple[str, str, str]] = set()
+    while len(done) < len(pairs):
+
+        def in_flight() -> list[tuple[str, str, str]]:
+            return [p for p in pairs if p not in done and helpers.is_active(kube, *p)]
+
+        wait_until(lambda: bool(in_flight()), timeout=TIMEOUT, what="a pull to start")
+        for _ in range(5):
+            assert len(in_flight()) <= 1, f"cap of 1 exceeded: {in_flight()}"
+        pair = in_flight()[0]
+        helpers.report(kube, *pair, "Succeeded")
+        done.add(pair)
+    for name in images:
+        wait_until(
+            lambda n=name: bool(helpers.job_status(kube, kube_namespace, n).get("completionTime")),  # type: ignore[misc]
+            timeout=TIMEOUT,
+            what=f"job {name} completes",
+        )

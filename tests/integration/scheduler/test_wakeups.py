@@ -11,7 +11,7 @@ import pytest
 
 from localcluster.process import wait_until
 from services.scheduler.app import SchedulerApp
-from services.shared.kube import objects
+from services.shared.kube import objects, resources
 from tests.integration.scheduler import helpers
 from tests.integration.scheduler.conftest import SchedulerFactory
 
@@ -65,3 +65,44 @@ def test_one_tag_status_change_reconciles_only_its_job(
     after = _quiet(app)
     changed = {key for key in after if after[key] != before[key]}
     assert changed == {f"{kube_namespace}/j0"}
+
+
+def test_a_pod_change_wakes_only_the_pod_selector_jobs_it_matches(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    node = node_images()
+    app = scheduler_factory()
+    for app_label in ("web", "db"):
+        spec = {
+            "image": "nginx:1.25",
+            "podSelector": {"matchLabels": {"app": app_label}},
+            "completionPolicy": {"type": "Never"},
+        }
+        helpers.create_job(kube, kube_namespace, app_label, spec)
+    helpers.create_job(
+        kube,
+        kube_namespace,
+        "by-label",
+        {"image": "nginx:1.25", "selector": {"matchLabels": test_label}, "completionPolicy": {"type": "Never"}},
+    )
+    wait_until(
+        lambda: all(helpers.job_status(kube, kube_namespace, j) for j in ("web", "db", "by-label")),
+        timeout=60,
+        what="all jobs reconciled",
+    )
+    before = _quiet(app)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": kube_namespace, "labels": {"app": "web"}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx:1.25"}]},
+    }
+    kube.create(resources.PODS, body, namespace=kube_namespace)
+    wait_until(lambda: helpers.tag_entry(kube, node, "nginx", "1.25") is not None, timeout=60, what="web job starts")
+    after = _quiet(app)
+    changed = {key for key in after if after[key] != before[key]}
+    assert changed == {f"{kube_namespace}/web"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from services.nodeimage_sync import inventory, nodewatch
@@ -142,3 +144,26 @@ def test_watch_stream_reports_membership_changes():
     assert next(events)[0] == nodewatch.WatchEventType.DELETED
     hub.close()
     assert list(events) == []
+
+
+def test_memory_estimate_tracks_what_python_allocates():
+    inv = a_store(max_images=5000, max_names=8)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        images = [
+            InventoryImage(
+                digest=f"sha256:{i:064x}",
+                repo_tags=(f"registry.example.com:5000/team/app-{i}:v1.2.{i}",),
+                repo_digests=(f"registry.example.com:5000/team/app-{i}@sha256:{i + 10**6:064x}",),
+                size_bytes=i,
+            )
+            for i in range(400)
+        ]
+        inv.apply_snapshot("n1", 1, images)
+        del images
+        measured = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    estimated = inv.totals().memory_bytes
+    assert 0.5 * measured <= estimated <= 2 * measured, (estimated, measured)

@@ -33,3 +33,23 @@ def test_unparsable_versions_never_block() -> None:
     expectations = Expectations(timeout_seconds=5)
     expectations.expect("ni/a", "abc", "ns/j", now=0)
     assert expectations.satisfied("ni/a", "1", now=0)
+
+
+def test_any_pending_registers_the_waiter_on_every_unseen_write() -> None:
+    expectations = Expectations(timeout_seconds=60)
+
+    def nothing_cached(_key: str) -> str | None:
+        return None
+
+    assert not expectations.any_pending("ni/", "ns/b", now=0, cached_version=nothing_cached)
+    expectations.expect("ni/a", "10", "ns/a", now=0)
+    expectations.expect("other/x", "10", "ns/a", now=0)
+    assert expectations.any_pending("ni/", "ns/b", now=1, cached_version=nothing_cached)
+    assert expectations.observed("ni/a", "10") == {"ns/a", "ns/b"}
+    assert not expectations.any_pending("ni/", "ns/b", now=1, cached_version=nothing_cached)
+
+
+def test_any_pending_clears_writes_the_cache_already_holds() -> None:
+    expectations = Expectations(timeout_seconds=60)
+    expectations.expect("ni/a", "10", "ns/a", now=0)  # its event came before the write was recorded
+    assert not expectations.any_pending("ni/", "ns/b", now=1, cached_version=lambda key: "10")

@@ -132,3 +132,15 @@ def test_never_tag_policy_repulls_about_daily() -> None:
     assert low.active_deadline_seconds == 3600
     short = tagpolicy.new_tag_policy(job(completionPolicy={"type": "Never"}).spec, SETTINGS, 0.0)
     assert short.active_deadline_seconds == 1800
+
+
+def test_needs_policy_update_only_for_owned_entries_with_other_limits() -> None:
+    policy = {"timeoutSeconds": 600, "backoffLimit": 3, "ttlSecondsAfterFinished": 2100}
+    owned = node("a", tags=[tag_entry(pullPolicy=policy)])
+    assert not tagentries.needs_policy_update(owned, "nginx", "1.25", JOB_UID, {JOB_UID: job().spec})
+    edited = {JOB_UID: job(pullPolicy={"timeoutSeconds": 60}).spec}
+    assert tagentries.needs_policy_update(owned, "nginx", "1.25", JOB_UID, edited)
+    foreign = node("a", tags=[tag_entry(pullPolicy=policy, owners=("x",))])
+    assert not tagentries.needs_policy_update(foreign, "nginx", "1.25", JOB_UID, edited)
+    unknown_owner = node("a", tags=[tag_entry(pullPolicy=policy, owners=("x", JOB_UID))])
+    assert not tagentries.needs_policy_update(unknown_owner, "nginx", "1.25", JOB_UID, edited)  # floor kept
