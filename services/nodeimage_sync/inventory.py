@@ -10,8 +10,9 @@ cannot exhaust the leader) and at most `max_names` repo tags plus repo digests p
 dropped: an image with hundreds of tags is an oddity, not something a query needs). Each node's footprint is
 estimated from the lengths of the strings it holds plus a fixed per-image overhead, and exported as a metric.
 
-Each image is normalized once when reported (`logic.presence.keys_of`), so a query costs two set lookups per
-node. Thread-safe: reports arrive on gRPC worker threads while queries run on others.
+Each image is normalized once when reported (`logic.presence.keys_of`) and indexed by every reference and digest
+it answers to, so a query costs one dictionary lookup per node. Thread-safe: reports arrive on gRPC worker
+threads while queries run on others.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from datetime import datetime
 from services.nodeimage_sync.logic import presence
 from services.shared.clock import Clock
 
-PER_IMAGE_OVERHEAD_BYTES = 900
-"""Rough cost of the Python objects holding one image (dataclasses, tuples, frozensets, dict slot)."""
+PER_IMAGE_OVERHEAD_BYTES = 1100
+"""Rough cost of the Python objects holding one image (dataclasses, tuples, frozensets, index entries), checked
+against tracemalloc by a unit test."""
 
 
 class InventoryLimitExceeded(ValueError):  # noqa: N818 -- reads as the condition; mapped to RESOURCE_EXHAUSTED
@@ -41,6 +43,8 @@ class NodeInventory:
     reported_at: datetime
     images: Mapping[str, presence.InventoryImage] = field(default_factory=dict)
     keys: Mapping[str, presence.ImageKeys] = field(default_factory=dict)
+    index: Mapping[str, str] = field(default_factory=dict)
+    """Every normalized reference and digest an image answers to → that image's digest (see `indexed`)."""
 
     @property
     def image_bytes(self) -> int:
@@ -53,11 +57,30 @@ class NodeInventory:
         return sum(_footprint(image) for image in self.images.values())
 
     def find(self, query: presence.Query) -> presence.InventoryImage | None:
-        """The first image (by digest) matching `query`, or None."""
-        for digest in sorted(self.images):
-            if presence.matches(query, self.keys[digest]):
-                return self.images[digest]
-        return None
+        """The image matching `query`, or None."""
+        digest = self.index.get(query.digest if query.digest is not None else query.reference or "")
+        return self.images.get(digest) if digest is not None else None
+
+
+def indexed(
+    *,
+    node: str,
+    sequence: int,
+    reported_at: datetime,
+    images: Mapping[str, presence.InventoryImage],
+    known: Mapping[str, presence.ImageKeys] | None = None,
+) -> NodeInventory:
+    """A node's inventory with its lookup index; when two images answer to one name, the smaller digest wins.
+
+    `known` holds keys already computed for unchanged images (a delta), so only new images are normalized.
+    """
+    previous = known or {}
+    keys = {digest: previous.get(digest) or presence.keys_of(image) for digest, image in images.items()}
+    index: dict[str, str] = {}
+    for digest in sorted(keys, reverse=True):
+        index.update(dict.fromkeys(keys[digest].references, digest))
+        index.update(dict.fromkeys(keys[digest].digests, digest))
+    return NodeInventory(node=node, sequence=sequence, reported_at=reported_at, images=images, keys=keys, index=index)
 
 
 @dataclass(frozen=True)
@@ -113,13 +136,7 @@ class InventoryStore:
         """
         bounded = {image.digest: self._bounded(image) for image in images if image.digest}
         self._check_size(node, len(bounded))
-        inventory = NodeInventory(
-            node=node,
-            sequence=sequence,
-            reported_at=self._clock.now(),
-            images=bounded,
-            keys={digest: presence.keys_of(image) for digest, image in bounded.items()},
-        )
+        inventory = indexed(node=node, sequence=sequence, reported_at=self._clock.now(), images=bounded)
         with self._write_lock:
             self._store(inventory)
         return ReportOutcome(applied=True, accepted_sequence=sequence)
@@ -153,16 +170,15 @@ class InventoryStore:
         if current is None or sequence != current.sequence + 1:
             return ReportOutcome(applied=False, accepted_sequence=current.sequence if current else 0)
         images = dict(current.images)
-        keys = dict(current.keys)
+        known = dict(current.keys)
         for digest in removed_digests:
             images.pop(digest, None)
-            keys.pop(digest, None)
         for image in upserted:
             if image.digest:
                 images[image.digest] = self._bounded(image)
-                keys[image.digest] = presence.keys_of(images[image.digest])
+                known.pop(image.digest, None)
         self._check_size(node, len(images))
-        updated = NodeInventory(node, sequence, self._clock.now(), images, keys)
+        updated = indexed(node=node, sequence=sequence, reported_at=self._clock.now(), images=images, known=known)
         self._store(updated)
         return ReportOutcome(applied=True, accepted_sequence=sequence)
 

@@ -8,6 +8,7 @@ __all__ = [
     "inventory",
     "localpull",
     "logic",
+    "metrics",
     "progress",
     "pullevents",
     "reconciler",

@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_address=config.common.metrics_address,
         health_address=config.common.health_address,
         readiness=puller.ready,
+        registry=puller.metrics.registry,
     )
     http.start()
     puller.start()

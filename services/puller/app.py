@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
-from services.puller import cri, localpull, pullevents, reconciler, statusbook, statuswriter, workers
+from services.puller import cri, localpull, metrics, pullevents, reconciler, statusbook, statuswriter, workers
 from services.puller.credentials_client import AnonymousCredentials, CredentialsSource
 from services.puller.logic import backoff
 from services.puller.settings import PullerSettings
@@ -69,6 +70,7 @@ class PullerApp:
         self.informer = informer.Informer(
             api, resources.NODE_IMAGES, field_selector=f"metadata.name={node}", settings=informer_settings
         )
+        self.metrics = metrics.PullerMetrics(CollectorRegistry())
         self.book = statusbook.StatusBook(on_change=self._book_changed)
         self.writer = statuswriter.StatusWriter(
             api,
@@ -80,6 +82,7 @@ class PullerApp:
                 coalesce=settings.status_write_coalesce,
             ),
             clock=self.clock,
+            on_write=self.metrics.status_writes.inc,
         )
         self.events = events.EventRecorder(api, component=EVENT_COMPONENT, host=node)
         self.slots = workers.PullSlots(settings.workers)
@@ -88,7 +91,7 @@ class PullerApp:
                 images=images,
                 slots=self.slots,
                 credentials=credentials or AnonymousCredentials(),
-                events=pullevents.RecorderEvents(self.events, self._node_image, node),
+                events=pullevents.Fanout(pullevents.RecorderEvents(self.events, self._node_image, node), self.metrics),
                 clock=self.clock,
                 retry=backoff.RetryPolicy(initial=settings.backoff_initial, cap=settings.backoff_max),
                 min_free_disk_bytes=settings.min_free_disk_bytes,
@@ -99,6 +102,7 @@ class PullerApp:
             ),
             self.book,
         )
+        self.metrics.watch(in_flight=lambda: self.slots.in_flight, slots=self.slots.limit, workers=self.workers.running)
         self.local = localpull.LocalPulls(
             images, self.slots, min_free_disk_bytes=settings.min_free_disk_bytes, progress=progress, clock=self.clock
         )

@@ -11,13 +11,13 @@ burst of failures never slows a worker. Messages never contain credentials (erro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from services.puller.logic.tagstate import PullTask
 from services.shared.api import constants
 from services.shared.kube import events
 
-__all__ = ["REASON_FAILED", "REASON_SUCCEEDED", "RecorderEvents"]
+__all__ = ["REASON_FAILED", "REASON_SUCCEEDED", "Fanout", "RecorderEvents"]
 
 REASON_SUCCEEDED = "PullImageSucceed"
 REASON_FAILED = "PullImageFailed"
@@ -64,6 +64,35 @@ class RecorderEvents:
             "kind": constants.KIND_NODE_IMAGE,
             "metadata": {"name": self._node_name},
         }
+
+
+class Fanout:
+    """`workers.PullEvents` that passes every event to several sinks (Kubernetes Events and metrics)."""
+
+    def __init__(self, *sinks: PullEventSink) -> None:
+        self._sinks = sinks
+
+    def succeeded(self, task: PullTask, elapsed_seconds: float) -> None:
+        """Tell every sink."""
+        for sink in self._sinks:
+            sink.succeeded(task, elapsed_seconds)
+
+    def failed(self, task: PullTask, message: str) -> None:
+        """Tell every sink."""
+        for sink in self._sinks:
+            sink.failed(task, message)
+
+
+class PullEventSink(Protocol):
+    """Same shape as `workers.PullEvents` (declared here to keep this module free of a cycle)."""
+
+    def succeeded(self, task: PullTask, elapsed_seconds: float) -> None:
+        """A tag was pulled."""
+        ...
+
+    def failed(self, task: PullTask, message: str) -> None:
+        """A tag failed."""
+        ...
 
 
 def succeeded_message(task: PullTask, elapsed_seconds: float) -> str:

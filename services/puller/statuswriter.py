@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,7 @@ class StatusWriter:
         book: what the workers know.
         settings: timing.
         clock: time source for the token bucket.
+        on_write: called after each successful write (metrics).
     """
 
     def __init__(
@@ -79,8 +80,10 @@ class StatusWriter:
         *,
         settings: WriterSettings | None = None,
         clock: Clock | None = None,
+        on_write: Callable[[], None] = lambda: None,
     ) -> None:
         self._api = api
+        self._on_write = on_write
         self._node_name = node_name
         self._book = book
         self._settings = settings or WriterSettings()
@@ -188,4 +191,5 @@ class StatusWriter:
         with self._lock:
             self._last_written = decision.wanted
         self.writes += 1
+        self._on_write()
         return written

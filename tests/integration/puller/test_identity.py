@@ -22,14 +22,17 @@ from tests.support.node_fixtures import ContainerdNodes
 pytestmark = pytest.mark.integration
 
 
-def puller_api_token(admin_api: kubernetes.client.ApiClient, path: Path) -> Path:
-    """An API-server token of the puller ServiceAccount, written where a projected token would be."""
-    core = kubernetes.client.CoreV1Api(admin_api)
-    issued = core.create_namespaced_service_account_token(
-        identity.PULLER_SERVICE_ACCOUNT, identity.PULLER_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+def puller_api_token(
+    control_plane: ControlPlane, admin_api: kubernetes.client.ApiClient, node: str, path: Path
+) -> Path:
+    """The API-server token the kubelet would project into the node's puller Pod (bound to that Pod)."""
+    pod = kubernetes.client.CoreV1Api(admin_api).read_namespaced_pod(
+        identity.placeholder_pod_name(node), identity.PULLER_NAMESPACE
     )
-    path.write_text(issued.status.token)
-    path.chmod(0o600)
+    issued = identity.request_pod_token(
+        admin_api, pod=pod, audience=control_plane.service_account_issuer, expiration_seconds=3600
+    )
+    identity.write_token_file(path, issued.token)
     return path
 
 
@@ -49,7 +52,7 @@ def test_puller_pulls_with_its_own_rbac_and_cannot_read_secrets(
         resources.NODE_IMAGES, {"apiVersion": "prepull.io/v1beta1", "kind": "NodeImage", "metadata": {"name": node}}
     )
     node_images.created.append(node)
-    token = puller_api_token(admin_api, tmp_path / "token")
+    token = puller_api_token(control_plane, admin_api, node, tmp_path / "token")
     api = kubeapi.KubeApi(
         client.from_token_file(server=control_plane.server, ca_file=control_plane.ca_file, token_file=token)
     )

@@ -451,7 +451,15 @@ def test_cluster_wide_cap_on_pulls_in_flight_holds_across_jobs(
         def in_flight() -> list[tuple[str, str, str]]:
             return [p for p in pairs if p not in done and helpers.is_active(kube, *p)]
 
-        wait_until(lambda: bool(in_flight()), timeout=TIMEOUT, what="a pull to start")
+        try:
+            wait_until(lambda: bool(in_flight()), timeout=TIMEOUT, what="a pull to start")
+        except TimeoutError:
+            import json, sys
+            for item in kube.list(resources.NODE_IMAGES).items:
+                print("DEBUG", json.dumps({k: item.get(k) for k in ("metadata", "spec", "status")})[:1500], file=sys.stderr)
+            for n in images:
+                print("DEBUG job", helpers.job_status(kube, kube_namespace, n), file=sys.stderr)
+            raise
         for _ in range(5):
             assert len(in_flight()) <= 1, f"cap of 1 exceeded: {in_flight()}"
         pair = in_flight()[0]

@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from services.nodeimage_sync import inventory, nodewatch
-from services.nodeimage_sync.logic import labelselector
+from services.nodeimage_sync.logic import labelselector, presence
 from services.nodeimage_sync.logic.presence import InventoryImage
 from services.nodeimage_sync.queries import InvalidPageToken, NodeQueries, NodeSelection, NodeView
 from services.shared.auth.errors import PermissionDenied
@@ -167,3 +167,16 @@ def test_memory_estimate_tracks_what_python_allocates():
         tracemalloc.stop()
     estimated = inv.totals().memory_bytes
     assert 0.5 * measured <= estimated <= 2 * measured, (estimated, measured)
+
+
+def test_index_follows_deltas():
+    inv = a_store()
+    inv.apply_snapshot("n1", 1, [NGINX, REDIS])
+    retagged = InventoryImage(digest=B, repo_tags=("docker.io/library/redis:8",), size_bytes=50)
+    inv.apply_delta("n1", 2, upserted=[retagged], removed_digests=[A])
+    node = inv.get("n1")
+    assert node is not None
+    assert node.find(presence.parse_query("redis:8")) == retagged
+    assert node.find(presence.parse_query("redis:7")) is None
+    assert node.find(presence.parse_query("nginx:1.25")) is None
+    assert node.find(presence.parse_query(A)) is None
