@@ -92,6 +92,7 @@ class LocalCluster:
     auth_registry: Registry = field(init=False)
     nodes: dict[str, SimulatedNode] = field(init=False, default_factory=dict)
     token_refresher: ManagedProcess | None = field(init=False, default=None)
+    _admin: kubernetes.client.ApiClient | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -124,6 +125,9 @@ class LocalCluster:
             if node.identity is not None:
                 node.identity.stop()
             node.runtime.stop()
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         self.control_plane.stop()
         self.auth_registry.stop()
         self.open_registry.stop()
@@ -139,7 +143,7 @@ class LocalCluster:
         runtime.start()
         node = SimulatedNode(name=name, labels=dict(labels or {}), runtime=runtime)
         self.nodes[name] = node
-        api = self.control_plane.api_client()
+        api = self.api_client()
         nodes.register_node(api, name, node.labels)
         identity.ensure_puller_service_account(api)
         node.identity = identity.NodeIdentity(api, state_dir=self.state_dir, node=name)
@@ -155,7 +159,7 @@ class LocalCluster:
         if node.identity is not None:
             node.identity.stop()
         node.runtime.stop()
-        nodes.delete_node(self.control_plane.api_client(), name)
+        nodes.delete_node(self.api_client(), name)
 
     def start_token_refresher(self) -> None:
         """Keep token files fresh after this process exits (for `make cluster-up`): a detached child process."""
@@ -175,8 +179,10 @@ class LocalCluster:
         return self.control_plane.kubeconfig
 
     def api_client(self) -> kubernetes.client.ApiClient:
-        """An admin client."""
-        return self.control_plane.api_client()
+        """The cluster's one admin client (closed by `stop`); share it, do not close it."""
+        if self._admin is None:
+            self._admin = self.control_plane.api_client()
+        return self._admin
 
     def describe(self) -> dict[str, Any]:
         """The JSON written to cluster.json: enough for another process to use or stop the cluster."""

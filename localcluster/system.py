@@ -116,12 +116,15 @@ class PrepullSystem:
     def start(self) -> None:
         """Start nodeimage_sync, the scheduler and one puller per node; return when all are ready."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        admin = self._admin_client()
+        with self._admin_client() as admin:
+            self._start_all(admin)
+        self.wait_ready()
+
+    def _start_all(self, admin: kubernetes.client.ApiClient) -> None:
         sync = self._start_service("nodeimage_sync", self._service_kubeconfig(admin, "nodeimage_sync"))
         scheduler = self._start_service("scheduler", self._service_kubeconfig(admin, "scheduler"))
         for node in self.cluster_state["nodes"]:
             self._start_puller(admin, node, scheduler=scheduler, inventory=sync)
-        self.wait_ready()
 
     def stop(self) -> None:
         """Stop every service process (SIGTERM, then SIGKILL after the grace period)."""

@@ -7,12 +7,12 @@ a list and a dict. `--help` documents every flag with its default.
 from __future__ import annotations
 
 import argparse
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from services.nodeimage_sync.logic import labelselector
 from services.shared import settings as shared_settings
+from services.shared.kube import leaderelection
 
 PROG = "prepull-nodeimage-sync"
 DEFAULTS = shared_settings.CommonDefaults(grpc_address="[::]:9092", metrics_address=":8084", health_address=":8085")
@@ -74,7 +74,12 @@ def build_parser() -> shared_settings.FlagParser:
     )
     parser.add_env_argument("--lease-namespace", env="POD_NAMESPACE", default="prepull-system", help="Lease namespace")
     parser.add_argument("--lease-name", default="prepull-nodeimage-sync", help="Lease name")
-    parser.add_env_argument("--identity", env="POD_NAME", default=socket.gethostname(), help="candidate identity")
+    parser.add_env_argument(
+        "--identity",
+        env="POD_NAME",
+        default=None,
+        help="candidate identity (default: host name and a random suffix)",
+    )
     parser.add_argument("--lease-duration", type=duration, default="15s", help="Lease duration")
     parser.add_argument("--renew-deadline", type=duration, default="10s", help="leader steps down after this")
     parser.add_argument("--retry-period", type=duration, default="2s", help="Lease acquire/renew period")
@@ -110,7 +115,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         leader_elect=flags.leader_elect,
         lease_namespace=flags.lease_namespace,
         lease_name=flags.lease_name,
-        identity=flags.identity,
+        identity=leaderelection.default_identity(flags.identity),
         lease_duration=flags.lease_duration.total_seconds(),
         renew_deadline=flags.renew_deadline.total_seconds(),
         retry_period=flags.retry_period.total_seconds(),

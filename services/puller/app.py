@@ -83,6 +83,7 @@ class PullerApp:
             ),
             clock=self.clock,
             on_write=self.metrics.status_writes.inc,
+            cached=self._node_image,
         )
         self.events = events.EventRecorder(api, component=EVENT_COMPONENT, host=node)
         self.slots = workers.PullSlots(settings.workers)

@@ -63,8 +63,11 @@ class Reconciler:
         sync_plan = plan.plan_sync(node_image, workers=self._pool.versions(), known=self._book.snapshot())
         self._pool.apply(sync_plan)
         self._writer.observed_generation = node_image.metadata.generation
-        self._writer.mark_dirty()
-        status = plan.build_status(node_image, self._book.snapshot())
+        status = plan.build_status(
+            node_image, self._book.snapshot(), observed_generation=node_image.metadata.generation
+        )
+        if status.to_dict() != (raw.get("status") or {}):
+            self._writer.mark_dirty()
         pulling = plan.is_still_pulling(status, node_image)
         if not sync_plan.empty:
             log.info(

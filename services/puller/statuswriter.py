@@ -6,17 +6,18 @@ writes. One thread does all writing:
 1. it sleeps until the book changes (`mark_dirty`), then waits `coalesce` seconds more so that changes made
    together (ten tags going Waiting at once) go out as one write;
 2. it takes a token from a bucket (upstream: 0.5 writes/s, burst 5), waiting when there is none;
-3. it reads the NodeImage fresh from the apiserver, builds the status (`logic.plan.build_status`), and
+3. it takes the NodeImage as the informer holds it, builds the status (`logic.plan.build_status`), and
    writes nothing if the stored status already equals it; otherwise it merge-patches the status
-   subresource with the read's resourceVersion as precondition, and on a conflict starts over from a fresh
-   read (`patching.retry_on_conflict`). A failed write is retried after a short back-off.
+   subresource with that resourceVersion as precondition, and on a conflict starts over from a fresh GET
+   (`patching.retry_on_conflict`). A failed write is retried after a short back-off.
 
-Only tags still in the spec that was just read are written, so a tag removed while its worker was pulling
+Only tags still in the spec that was read are written, so a tag removed while its worker was pulling
 never reappears in the status.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -70,6 +71,8 @@ class StatusWriter:
         settings: timing.
         clock: time source for the token bucket.
         on_write: called after each successful write (metrics).
+        cached: the NodeImage as the informer holds it; the first try of a write starts from it (as upstream
+            does), and only a conflict costs a fresh GET.
     """
 
     def __init__(
@@ -81,9 +84,11 @@ class StatusWriter:
         settings: WriterSettings | None = None,
         clock: Clock | None = None,
         on_write: Callable[[], None] = lambda: None,
+        cached: Callable[[], objects.RawObject | None] = lambda: None,
     ) -> None:
         self._api = api
         self._on_write = on_write
+        self._cached = cached
         self._node_name = node_name
         self._book = book
         self._settings = settings or WriterSettings()
@@ -129,8 +134,15 @@ class StatusWriter:
         Raises:
             errors.KubeError: the read or the write failed (a conflict only after several fresh tries).
         """
+        reads = iter((self._cached,))
+
+        def read() -> objects.RawObject:
+            first = next(reads, None)
+            cached = first() if first is not None else None
+            return copy.deepcopy(cached) if cached is not None else self._read()
+
         try:
-            written = patching.retry_on_conflict(self._read, self._decide, self._write)
+            written = patching.retry_on_conflict(read, self._decide, self._write)
         except errors.NotFound:
             return False
         return written is not None

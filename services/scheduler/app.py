@@ -83,6 +83,7 @@ class SchedulerApp:
             clock=self._clock,
             rng=rng,
         )
+        self.dispatcher.capacity_waiters = self.job_reconciler.capacity_waiters
         self.list_reconciler = listreconciler.ListJobReconciler(
             api=self.api, view=self.view, recorder=self.recorder, metrics=self.metrics, clock=self._clock
         )

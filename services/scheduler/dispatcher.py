@@ -70,6 +70,8 @@ class Dispatcher:
         self._jobs: dict[str, IndexedJob] = {}
         self._by_pair: dict[tuple[str, str], set[str]] = {}
         self._pods_by_node: dict[str, dict[str, PodPlacement]] = {}
+        self.capacity_waiters: Callable[[], set[str]] = set
+        """Jobs held back by a cluster or registry pull cap; woken by any tag change (a pull may have ended)."""
 
     def register(self) -> None:
         """Attach the handlers to the view's informers."""
@@ -151,6 +153,8 @@ class Dispatcher:
         self._wake_matching(self._view.node_images.typed(raw))
 
     def _node_deleted(self, raw: objects.RawObject) -> None:
+        for key in self.capacity_waiters():
+            self._enqueue_job(key)
         name = objects.object_key(raw)
         self._expectations.forget(node_image_key(name))
         node = self._view.node_images.typed(raw)
@@ -164,8 +168,8 @@ class Dispatcher:
         if new.metadata.deletion_timestamp is not None and old.metadata.deletion_timestamp is None:
             self._wake_matching(new)
             return
-        woken: set[str] = set()
         changes = wakeups.changed_pairs(old, new)
+        woken: set[str] = self.capacity_waiters() if changes else set()
         pods = self._pods_on(new.metadata.name)
         with self._lock:
             for pair, change in changes.items():

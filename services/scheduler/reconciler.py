@@ -79,6 +79,7 @@ class JobReconciler:
         self._caps_lock = threading.Lock()
         """With cluster or registry caps, one job at a time counts pulls in flight and starts nodes."""
         self._capped = settings.max_pulls_in_flight > 0 or settings.max_pulls_in_flight_per_registry > 0
+        self._capacity_waiters: set[str] = set()
         self.reconcile_counts: collections.Counter[str] = collections.Counter()
         """Reconciles per job key: the test hook for wake-up selectivity (the metric has no per-job label)."""
 
@@ -100,6 +101,9 @@ class JobReconciler:
         if raw is None:
             self._dispatcher.index(key, None)
             self._expectations.forget(job_expectation_key(key))
+            self._wait_for_capacity(key, blocked=False)
+            with self._lock:
+                self.reconcile_counts.pop(key, None)
             return None
         metadata = raw.get("metadata") or {}
         if not self._expectations.satisfied(
@@ -199,9 +203,7 @@ class JobReconciler:
         refs = _secret_refs(job)
         if job.status is None:
             self._check_secrets(raw, job)
-        observation = job_status.observe(
-            job, targets=chosen_targets, image=entry.image, tag=entry.tag, secret_refs=refs, now=now
-        )
+        observation = job_status.observe(job, targets=chosen_targets, image=entry.image, tag=entry.tag, now=now)
         if not observation.finished_now:
             with self._caps_lock if self._capped else contextlib.nullcontext():
                 if self._capped and self._expectations.any_pending(
@@ -209,6 +211,8 @@ class JobReconciler:
                 ):
                     return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
                 free = self._free_slots(job, observation.status.active, entry.image, entry.tag)
+                if self._capped:
+                    self._wait_for_capacity(key, blocked=free < len(observation.not_synced))
                 chosen = rollout.choose_nodes(observation.not_synced, free)
                 chosen += self._stale_policies(job, chosen_targets, entry.image, entry.tag, exclude=set(chosen))
                 for name in chosen:
@@ -254,6 +258,19 @@ class JobReconciler:
             if tagentries.needs_policy_update(node, image, tag, job.metadata.uid, specs):
                 stale.append(node.metadata.name)
         return stale
+
+    def _wait_for_capacity(self, key: str, *, blocked: bool) -> None:
+        with self._lock:
+            if blocked:
+                self._capacity_waiters.add(key)
+            else:
+                self._capacity_waiters.discard(key)
+
+    def capacity_waiters(self) -> set[str]:
+        """Jobs held back by a pull cap, taken (and forgotten) so a finished pull anywhere can wake them."""
+        with self._lock:
+            waiters, self._capacity_waiters = self._capacity_waiters, set()
+            return waiters
 
     def _cached_node_version(self, expectation_key: str) -> str | None:
         name = expectation_key.removeprefix(dispatcher_module.node_image_key(""))

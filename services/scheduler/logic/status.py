@@ -2,7 +2,6 @@
 
 Per target node, with (name, tag) the job's NodeImage entry:
 
-* a node whose image entry lacks one of the job's secret references is *not synced* (and is still counted);
 * no tag entry, or one this job does not own: not synced and counted nowhere;
 * otherwise the status entry for the tag counts only if its `version` equals the tag entry's:
   Succeeded → succeeded, Failed → failed; anything else — Waiting, Pulling, no status, a stale version — is
@@ -11,6 +10,11 @@ Per target node, with (name, tag) the job's NodeImage entry:
 An `Always` job completes when every target is Succeeded or Failed — at once when nothing matches — or when
 `activeDeadlineSeconds` (from `status.startTime`) passes, which fails every node still pulling or not started
 and says so per node (design §5: no empty failure reasons).
+
+Unlike upstream, a missing secret *reference* on a node does not make it "not synced": upstream needed the
+reference for the node daemon to read its secret copy, while our puller asks `Credentials`, which reads the
+job's own secrets. References are added whenever the tag entry is written, for visibility only; requiring
+them would fight nodeimage_sync, which drops references to secrets that do not exist (a write loop).
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.scheduler.logic import tagentries, tagpolicy
+from services.scheduler.logic import tagpolicy
 from services.shared.api.conditions import Condition, ConditionStatus, ConditionType, set_condition
 from services.shared.api.imagepulljob import ImagePullJob, ImagePullJobStatus, NodeFailure
-from services.shared.api.nodeimage import ImagePullPhase, ImageTagStatus, NodeImage, ReferenceObject
+from services.shared.api.nodeimage import ImagePullPhase, ImageTagStatus, NodeImage
 
 __all__ = [
     "MESSAGE_COMPLETED",
@@ -77,13 +81,12 @@ def observe(
     targets: Sequence[NodeImage],
     image: str,
     tag: str,
-    secret_refs: Sequence[ReferenceObject],
     now: datetime,
 ) -> Observation:
     """Count the targets and decide the status (see the module docstring). `job` must not be finished."""
     previous = job.status
     start_time = previous.start_time if previous and previous.start_time else now
-    tally = _tally(job.metadata.uid, targets, image, tag, secret_refs)
+    tally = _tally(job.metadata.uid, targets, image, tag)
     desired = len(targets)
     deadline = job.spec.completion_policy.active_deadline_seconds
     done = len(tally.succeeded) + len(tally.failed)
@@ -109,15 +112,11 @@ def observe(
     return Observation(status, tuple(sorted(set(tally.not_synced))), finished)
 
 
-def _tally(
-    uid: str, targets: Sequence[NodeImage], image: str, tag: str, secret_refs: Sequence[ReferenceObject]
-) -> _Tally:
+def _tally(uid: str, targets: Sequence[NodeImage], image: str, tag: str) -> _Tally:
     tally = _Tally([], [], [], [], [])
     for node in targets:
         name = node.metadata.name
         image_spec = (node.spec.images or {}).get(image)
-        if image_spec is not None and tagentries.missing_secret_refs(image_spec, secret_refs):
-            tally.not_synced.append(name)
         entry = next((t for t in image_spec.tags if t.tag == tag), None) if image_spec else None
         if entry is None or not any(owner.uid == uid for owner in entry.owner_references or ()):
             tally.not_synced.append(name)

@@ -85,7 +85,7 @@ class Controller(Generic[K]):
         self, name: str, reconcile: Reconcile[K], *, workers: int = 1, queue: workqueue.WorkQueue[K] | None = None
     ) -> None:
         self.name = name
-        self.queue: workqueue.WorkQueue[K] = queue or workqueue.WorkQueue()
+        self.queue: workqueue.WorkQueue[K] = queue if queue is not None else workqueue.WorkQueue()
         self._reconcile = reconcile
         self._workers = workers
         self._threads: list[threading.Thread] = []

@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +27,15 @@ from services.shared import clock as clocks
 from services.shared.kube import errors, leases, objects, resources
 
 logger = logging.getLogger(__name__)
+
+
+def default_identity(pod_name: str | None = None) -> str:
+    """A candidate identity unique per process: the Pod name when known, else host name plus a random suffix.
+
+    Two replicas with the same identity would both believe they hold the Lease; the suffix keeps processes on
+    one host (the local cluster, `make run`) apart, as client-go does.
+    """
+    return pod_name or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import time
 import kubernetes.client
 import pytest
 
+from localcluster import nodes
 from services.shared.api import constants
 from services.shared.kube import resources
 from tests.integration.nodeimage_sync.conftest import RUN_LABEL, SyncHarness
@@ -75,13 +76,11 @@ def test_deleted_nodeimage_of_a_live_node_is_recreated(sync: SyncHarness):
 def test_not_ready_and_virtual_kubelet_nodes_get_no_nodeimage(sync: SyncHarness):
     sync.start()
     virtual = sync.register_node({"type": "virtual-kubelet"})
-    not_ready = sync.register_node()
-    core = kubernetes.client.CoreV1Api(sync.admin)
-    status = core.read_node_status(not_ready).status
-    for condition in status.conditions:
-        if condition.type == "Ready":
-            condition.status = "False"
-    core.patch_node_status(not_ready, {"status": {"conditions": [c.to_dict() for c in status.conditions]}})
+    not_ready = f"nis-{sync.run_id}-not-ready"
+    manifest = nodes.node_manifest(not_ready, {RUN_LABEL: sync.run_id})
+    manifest["status"]["conditions"][0]["status"] = "False"  # type: ignore[index]
+    kubernetes.client.CoreV1Api(sync.admin).create_node(manifest)
+    sync.node_names.append(not_ready)
     witness = sync.register_node()
     sync.wait_for(lambda: sync.nodeimage(witness), "NodeImage of an ordinary node")
     time.sleep(2.0)  # the delay is 1 s: the others had as long as the witness and then some

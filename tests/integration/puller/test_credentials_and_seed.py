@@ -1,8 +1,9 @@
 """Private registries through the Credentials service, and the seed's `kubectl patch nodeimage` command.
 
-The scheduler's real Credentials service is built in parallel by another engineer; until it lands, these
-tests run the puller's real `CredentialsClient` against a tiny test-only Credentials servicer that checks the
-bearer token and answers fixed credentials, in front of the real htpasswd registry and containerd.
+These tests run the puller's real `CredentialsClient` against a tiny test-only Credentials servicer that checks
+the bearer token and answers fixed (right or wrong) credentials, in front of the real htpasswd registry and
+containerd, so failure cases need no Secrets or jobs. The end-to-end path through the scheduler's real
+Credentials service is `test_scheduler_credentials.py`.
 """
 
 from __future__ import annotations

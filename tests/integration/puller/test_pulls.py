@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import generate_latest
 
 from localcluster.images import PushedImage
 from services.shared.api import imageref
@@ -42,6 +43,9 @@ def test_pull_by_tag_succeeds_with_image_id(
     assert puller.images.pulls_of(imageref.parse(pushed.reference).pullable()) == 1
     whole = node_images.get(name)["status"]
     assert (whole["desired"], whole["succeeded"], whole["failed"]) == (1, 1, 0)
+    metrics = generate_latest(puller.app.metrics.registry).decode()
+    assert 'prepull_puller_pulls_total{result="succeeded"} 1.0' in metrics
+    assert "prepull_puller_status_writes_total" in metrics
     event = node_images.wait_for_event(name, "PullImageSucceed")
     assert event["type"] == "Normal"
     assert event["message"].startswith(f"Image {image}:{tag}, elapsedTime ")

@@ -110,6 +110,10 @@ def test_credentials_refusals_and_answer_with_rotation(
     assert _code(lambda: _ask(stub, IMAGE, forged)) == grpc.StatusCode.UNAUTHENTICATED
     unassigned = f"{REGISTRY}/team/other:v1"
     assert _code(lambda: _ask(stub, unassigned, token)) == grpc.StatusCode.PERMISSION_DENIED
+    elsewhere = node_identity_factory()  # the puller of another node: the image is not assigned there
+    assert _code(lambda: _ask(stub, IMAGE, elsewhere.token(constants.AUDIENCE_CREDENTIALS))) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
     intruder = _intruder_token(admin_api, kube_namespace, node.node)
     assert _code(lambda: _ask(stub, IMAGE, intruder)) == grpc.StatusCode.PERMISSION_DENIED
 

@@ -38,7 +38,12 @@ def test_parallelism_is_never_exceeded_and_the_job_completes_with_counts(
         def active_nodes() -> list[str]:
             return [n for n in nodes if n not in finished and helpers.is_active(kube, n, IMAGE, TAG)]
 
-        wait_until(lambda: bool(active_nodes()), timeout=TIMEOUT, what="a node to be started")
+        expected = min(2, len(nodes) - len(finished))
+        wait_until(
+            lambda wanted=expected: len(active_nodes()) >= wanted,  # type: ignore[misc]
+            timeout=TIMEOUT,
+            what=f"{expected} nodes started",
+        )
         for _ in range(5):  # sample a few times: a third node must never appear
             current = active_nodes()
             max_seen = max(max_seen, len(current))
@@ -451,15 +456,7 @@ def test_cluster_wide_cap_on_pulls_in_flight_holds_across_jobs(
         def in_flight() -> list[tuple[str, str, str]]:
             return [p for p in pairs if p not in done and helpers.is_active(kube, *p)]
 
-        try:
-            wait_until(lambda: bool(in_flight()), timeout=TIMEOUT, what="a pull to start")
-        except TimeoutError:
-            import json, sys
-            for item in kube.list(resources.NODE_IMAGES).items:
-                print("DEBUG", json.dumps({k: item.get(k) for k in ("metadata", "spec", "status")})[:1500], file=sys.stderr)
-            for n in images:
-                print("DEBUG job", helpers.job_status(kube, kube_namespace, n), file=sys.stderr)
-            raise
+        wait_until(lambda: bool(in_flight()), timeout=TIMEOUT, what="a pull to start")
         for _ in range(5):
             assert len(in_flight()) <= 1, f"cap of 1 exceeded: {in_flight()}"
         pair = in_flight()[0]

@@ -9,14 +9,14 @@ import pytest
 from services.scheduler.logic import status as job_status
 from services.shared.api.conditions import find_condition
 from services.shared.api.imagepulljob import ImagePullJob
-from services.shared.api.nodeimage import NodeImage, ReferenceObject
+from services.shared.api.nodeimage import NodeImage
 from tests.unit.scheduler.builders import JOB_UID, at, job, node, tag_entry, tag_status
 
 STARTED = {"startTime": "2026-01-01T00:00:00Z", "desired": 0}
 
 
-def observe(j: ImagePullJob, nodes: list[NodeImage], now: float = 10, refs: tuple[ReferenceObject, ...] = ()) -> Any:
-    return job_status.observe(j, targets=nodes, image="nginx", tag="1.25", secret_refs=refs, now=at(now))
+def observe(j: ImagePullJob, nodes: list[NodeImage], now: float = 10) -> Any:
+    return job_status.observe(j, targets=nodes, image="nginx", tag="1.25", now=at(now))
 
 
 def test_counts_follow_the_version_protocol() -> None:
@@ -87,11 +87,10 @@ def test_deadline_fails_pulling_and_unsynced_nodes() -> None:
     assert result.not_synced == ()
 
 
-def test_missing_secret_reference_marks_node_not_synced_but_still_counts() -> None:
-    refs = (ReferenceObject(namespace="ns", name="regcred"),)
+def test_missing_secret_reference_does_not_unsync_a_node() -> None:
     nodes = [node("a", tags=[tag_entry()], statuses=[tag_status()], pull_secrets=[])]
-    result = observe(job(status=STARTED), nodes, refs=refs)
-    assert result.not_synced == ("a",)
+    result = observe(job(status=STARTED, pullSecrets=["regcred"]), nodes)
+    assert result.not_synced == ()
     assert result.status.succeeded == 1
 
 
