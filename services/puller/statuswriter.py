@@ -5,7 +5,8 @@ writes. One thread does all writing:
 
 1. it sleeps until the book changes (`mark_dirty`), then waits `coalesce` seconds more so that changes made
    together (ten tags going Waiting at once) go out as one write;
-2. it takes a token from a bucket (upstream: 0.5 writes/s, burst 5), waiting when there is none;
+2. it takes a token from a bucket (upstream: 0.5 writes/s, burst 5), waiting when there is none, except for
+   the write that finishes every tag of the spec, which jobs are waiting for (one per round of changes);
 3. it takes the NodeImage as the informer holds it, builds the status (`logic.plan.build_status`), and
    writes nothing if the stored status already equals it; otherwise it merge-patches the status
    subresource with that resourceVersion as precondition, and on a conflict starts over from a fresh GET
@@ -155,7 +156,7 @@ class StatusWriter:
             self._dirty.wait()
             if self._stopping.is_set() or self._stopping.wait(self._settings.coalesce):
                 return
-            if not self._wait_for_token():
+            if not self._round_complete() and not self._wait_for_token():
                 return
             self._dirty.clear()
             try:
@@ -170,6 +171,25 @@ class StatusWriter:
                 self._dirty.set()
                 if self._stopping.wait(delay):
                     return
+
+    def _round_complete(self) -> bool:
+        """Whether the pending status finishes every tag of the spec: that write goes out without waiting.
+
+        It is the write jobs wait for, and there is at most one per round of spec changes, so skipping the
+        bucket for it cannot flood the apiserver; it still takes a token when one is there.
+        """
+        cached = self._cached()
+        if cached is None:
+            return False
+        try:
+            node_image = nodeimage.NodeImage.from_dict(cached)
+        except wire.InvalidObjectError:
+            return False
+        status = plan.build_status(node_image, self._book.snapshot())
+        if status.desired == 0 or plan.is_still_pulling(status, node_image):
+            return False
+        self._bucket.take(self._clock.monotonic())
+        return True
 
     def _wait_for_token(self) -> bool:
         """Block until the bucket allows a write; False when stopping."""

@@ -8,7 +8,9 @@ An index of active jobs by their (image, tag) pair lets a NodeImage update wake 
 
 NodeImage creation and deletion wake every active job targeting the node. A Pod change wakes the podSelector
 jobs of its namespace whose selector matches the old or new labels, only when the pod's node, labels or
-activity changed. Finished jobs are not indexed: they are frozen and need no wake-ups.
+activity changed. Finished jobs are not indexed: they are frozen and need no wake-ups. Jobs held back by a
+cluster or registry pull cap are woken by any tag change (a pull somewhere may have ended). The decisions
+themselves are pure functions in `logic.wakeups`.
 """
 
 from __future__ import annotations
@@ -172,22 +174,27 @@ class Dispatcher:
         woken: set[str] = self.capacity_waiters() if changes else set()
         pods = self._pods_on(new.metadata.name)
         with self._lock:
-            for pair, change in changes.items():
-                for key in self._by_pair.get(pair, ()):
-                    entry = self._jobs[key]
-                    if entry.uid in change.owners or (
-                        change.spec_changed and (self._targets(entry, old, pods) or self._targets(entry, new, pods))
-                    ):
-                        woken.add(key)
-            if (old.metadata.labels or {}) != (new.metadata.labels or {}):
-                for entry in self._jobs.values():
-                    selector = entry.job.spec.selector
-                    if selector is None or selector.names is not None or entry.job.spec.pod_selector is not None:
-                        continue
-                    if label_logic.matches(selector, old.metadata.labels) != label_logic.matches(
-                        selector, new.metadata.labels
-                    ):
-                        woken.add(entry.key)
+            jobs = dict(self._jobs)
+            by_pair = {
+                pair: [(key, jobs[key].uid) for key in self._by_pair.get(pair, ()) if key in jobs] for pair in changes
+            }
+
+        def targets_node(key: str) -> bool:
+            entry = jobs[key]
+            return self._targets(entry, old, pods) or self._targets(entry, new, pods)
+
+        woken |= wakeups.jobs_for_pair_changes(changes, by_pair, targets_node)
+        woken |= wakeups.label_match_flips(
+            (
+                (entry.key, entry.job.spec.selector)
+                for entry in jobs.values()
+                if entry.job.spec.selector is not None
+                and entry.job.spec.selector.names is None
+                and entry.job.spec.pod_selector is None
+            ),
+            old.metadata.labels,
+            new.metadata.labels,
+        )
         for key in woken:
             self._enqueue_job(key)
 

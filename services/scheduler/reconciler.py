@@ -7,8 +7,13 @@ Per job key:
    it is deleted when the TTL runs out (re-queued until then).
 3. First sight: add the finalizer and the trace-context annotation (design §4).
 4. Select targets, wait while any targeted NodeImage lacks our last write, compute the status, write tag
-   entries into up to `parallelism - active` not-synced nodes (fresh read + resourceVersion precondition),
-   then write the status if it changed. A running job with a deadline is re-queued for it.
+   entries into up to `parallelism - active` not-synced nodes (and, without taking a slot, into nodes whose
+   entry must follow an edited pull policy), then write the status if it changed. A running job with a
+   deadline is re-queued for it. Tag writes start from the cached NodeImage and carry its resourceVersion as
+   a precondition; a conflict re-reads from the apiserver and decides again.
+
+With `--max-pulls-in-flight` or `--max-pulls-in-flight-per-registry`, step 4's node starts are serialised
+across jobs and counted over every NodeImage; a job held back by a cap is woken by the next tag change.
 """
 
 from __future__ import annotations
@@ -200,25 +205,13 @@ class JobReconciler:
             name = dispatcher_module.node_image_key(node.metadata.name)
             if not self._expectations.satisfied(name, node.metadata.resource_version, mono):
                 return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
-        refs = _secret_refs(job)
         if job.status is None:
             self._check_secrets(raw, job)
         observation = job_status.observe(job, targets=chosen_targets, image=entry.image, tag=entry.tag, now=now)
         if not observation.finished_now:
-            with self._caps_lock if self._capped else contextlib.nullcontext():
-                if self._capped and self._expectations.any_pending(
-                    dispatcher_module.node_image_key(""), key, self._clock.monotonic(), self._cached_node_version
-                ):
-                    return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
-                free = self._free_slots(job, observation.status.active, entry.image, entry.tag)
-                if self._capped:
-                    self._wait_for_capacity(key, blocked=free < len(observation.not_synced))
-                chosen = rollout.choose_nodes(observation.not_synced, free)
-                chosen += self._stale_policies(job, chosen_targets, entry.image, entry.tag, exclude=set(chosen))
-                for name in chosen:
-                    self._write_tag_entry(
-                        key, job, node_name=name, image=entry.image, tag=entry.tag, refs=refs, now=now
-                    )
+            waiting = self._start_nodes(key, job, observation=observation, nodes=chosen_targets, entry=entry, now=now)
+            if waiting is not None:
+                return waiting
         new_status = observation.status.to_dict()
         if new_status != (raw.get("status") or {}):
             written = patching.write(
@@ -242,6 +235,36 @@ class JobReconciler:
             self._settings.minimum_deadline_requeue_seconds,
         )
         return None if requeue is None else controller.Result(requeue_after=requeue)
+
+    def _start_nodes(
+        self,
+        key: str,
+        job: ImagePullJob,
+        *,
+        observation: job_status.Observation,
+        nodes: Sequence[NodeImage],
+        entry: imageref.NodeImageEntry,
+        now: datetime,
+    ) -> controller.Result | None:
+        """Write tag entries into the free slots' nodes (and refresh stale pull policies).
+
+        Returns a requeue when pull caps are on and our last writes are not in the cache yet (counting pulls
+        in flight from a stale cache could exceed the cap).
+        """
+        with self._caps_lock if self._capped else contextlib.nullcontext():
+            if self._capped and self._expectations.any_pending(
+                dispatcher_module.node_image_key(""), key, self._clock.monotonic(), self._cached_node_version
+            ):
+                return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
+            free = self._free_slots(job, observation.status.active, entry.image, entry.tag)
+            if self._capped:
+                self._wait_for_capacity(key, blocked=free < len(observation.not_synced))
+            chosen = rollout.choose_nodes(observation.not_synced, free)
+            chosen += self._stale_policies(job, nodes, entry.image, entry.tag, exclude=set(chosen))
+            refs = _secret_refs(job)
+            for name in chosen:
+                self._write_tag_entry(key, job, node_name=name, image=entry.image, tag=entry.tag, refs=refs, now=now)
+        return None
 
     def _stale_policies(
         self, job: ImagePullJob, nodes: Sequence[NodeImage], image: str, tag: str, *, exclude: set[str]

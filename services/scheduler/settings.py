@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.scheduler.logic.tagpolicy import TagPolicySettings
 from services.shared import settings as common
+from services.shared.kube import leaderelection
 
 __all__ = ["SchedulerSettings", "parse"]
 
@@ -50,7 +50,7 @@ class SchedulerSettings:
     leader_election: bool = True
     leader_election_namespace: str = "prepull-system"
     leader_election_name: str = "prepull-scheduler"
-    leader_identity: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())
+    leader_identity: str = field(default_factory=lambda: leaderelection.default_identity(os.environ.get("POD_NAME")))
     lease_duration_seconds: float = 15.0
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
@@ -75,23 +75,23 @@ def _parser() -> common.FlagParser:
         default=300,
         help="seconds added to the TTL of every tag entry an Always job writes (0..2678400)",
     )
-    add("--always-ttl-jitter", type=_seconds, default=300.0, help="random extra TTL [0, this) for Always tags")
+    add("--always-ttl-jitter", type=_seconds, default="300s", help="random extra TTL [0, this) for Always tags")
     add(
         "--never-repull-interval",
         type=_seconds,
-        default=86400.0,
+        default="24h",
         help="a Never job's node re-pulls this long after finishing (the daily re-pull)",
     )
-    add("--never-repull-jitter", type=_seconds, default=600.0, help="the re-pull interval varies by +/- this")
-    add("--never-min-deadline", type=_seconds, default=1800.0, help="minimum per-node deadline of Never tags")
+    add("--never-repull-jitter", type=_seconds, default="10m", help="the re-pull interval varies by +/- this")
+    add("--never-min-deadline", type=_seconds, default="30m", help="minimum per-node deadline of Never tags")
     add(
         "--nodeimage-expectation-requeue",
         type=_seconds,
-        default=5.0,
+        default="5s",
         help="requeue delay while our own NodeImage write is not yet seen in the cache",
     )
-    add("--expectation-timeout", type=_seconds, default=300.0, help="stop waiting for an unseen write after this")
-    add("--minimum-deadline-requeue", type=_seconds, default=1.0, help="shortest requeue for a job deadline")
+    add("--expectation-timeout", type=_seconds, default="5m", help="stop waiting for an unseen write after this")
+    add("--minimum-deadline-requeue", type=_seconds, default="1s", help="shortest requeue for a job deadline")
     add("--max-pulls-in-flight", type=int, default=0, help="cluster-wide cap on nodes pulling at once; 0: none")
     add(
         "--max-pulls-in-flight-per-registry",
@@ -113,9 +113,9 @@ def _parser() -> common.FlagParser:
     )
     add("--leader-election-namespace", default="prepull-system", help="namespace of the Lease")
     add("--leader-election-name", default="prepull-scheduler", help="name of the Lease")
-    add("--lease-duration", type=_seconds, default=15.0, help="Lease duration")
-    add("--renew-deadline", type=_seconds, default=10.0, help="leader gives up after failing to renew this long")
-    add("--retry-period", type=_seconds, default=2.0, help="pause between Lease attempts")
+    add("--lease-duration", type=_seconds, default="15s", help="Lease duration")
+    add("--renew-deadline", type=_seconds, default="10s", help="leader gives up after failing to renew this long")
+    add("--retry-period", type=_seconds, default="2s", help="pause between Lease attempts")
     return parser
 
 

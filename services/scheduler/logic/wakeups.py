@@ -10,12 +10,14 @@ For each changed pair we also return the owner UIDs of the tag entry before and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from services.scheduler.logic import labels
 from services.shared.api.nodeimage import ImageSpec, ImageStatus, NodeImage
+from services.shared.api.selectors import LabelSelector
 
-__all__ = ["PairChange", "changed_pairs", "pairs_of"]
+__all__ = ["PairChange", "changed_pairs", "jobs_for_pair_changes", "label_match_flips", "pairs_of"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,38 @@ def _statuses(node: NodeImage) -> Mapping[str, ImageStatus]:
 
 def _image_level(spec: ImageSpec) -> tuple[object, object]:
     return (spec.pull_secrets, spec.sandbox_config)
+
+
+def jobs_for_pair_changes(
+    changes: Mapping[tuple[str, str], PairChange],
+    jobs_by_pair: Mapping[tuple[str, str], Iterable[tuple[str, str]]],
+    targets_node: Callable[[str], bool],
+) -> set[str]:
+    """The job keys a NodeImage update concerns through its (image, tag) changes.
+
+    Args:
+        changes: what `changed_pairs` found.
+        jobs_by_pair: active jobs as (key, uid) by their pair.
+        targets_node: whether the job (by key) targets the node, before or after the update.
+    """
+    woken: set[str] = set()
+    for pair, change in changes.items():
+        for key, uid in jobs_by_pair.get(pair, ()):
+            if uid in change.owners or (change.spec_changed and targets_node(key)):
+                woken.add(key)
+    return woken
+
+
+def label_match_flips(
+    selectors: Iterable[tuple[str, LabelSelector]],
+    old_labels: Mapping[str, str] | None,
+    new_labels: Mapping[str, str] | None,
+) -> set[str]:
+    """The label-selector jobs (key, selector) for which a node's label change flips the match."""
+    if (old_labels or {}) == (new_labels or {}):
+        return set()
+    return {
+        key
+        for key, selector in selectors
+        if labels.matches(selector, old_labels) != labels.matches(selector, new_labels)
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -94,3 +95,36 @@ def test_list_job_completes_and_ttl_deletes_it(
         timeout=TIMEOUT,
         what="list job completed and deleted by TTL",
     )
+
+
+def test_list_status_aggregates_children_progress_and_failures(
+    kube: objects.ObjectApi,
+    kube_namespace: str,
+    scheduler_factory: SchedulerFactory,
+    node_images: Callable[..., str],
+    test_label: dict[str, str],
+) -> None:
+    node = node_images(labels=test_label)
+    scheduler_factory()
+    body = {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND_IMAGE_LIST_PULL_JOB,
+        "metadata": {"name": "agg", "namespace": kube_namespace},
+        "spec": {"images": ["nginx:1.25", "busybox:1.36"], "selector": {"matchLabels": test_label}},
+    }
+    kube.create(resources.IMAGE_LIST_PULL_JOBS, body, namespace=kube_namespace)
+    for image, tag in (("nginx", "1.25"), ("busybox", "1.36")):
+        wait_until(lambda i=image, t=tag: helpers.tag_entry(kube, node, i, t) is not None, timeout=TIMEOUT, what=image)  # type: ignore[misc]
+
+    def status() -> dict[str, Any]:
+        return dict(kube.get(resources.IMAGE_LIST_PULL_JOBS, "agg", namespace=kube_namespace).get("status") or {})
+
+    wait_until(lambda: status().get("active") == 2, timeout=TIMEOUT, what="two active children")
+    helpers.report(kube, node, "nginx", "1.25", "Succeeded")
+    helpers.report(kube, node, "busybox", "1.36", "Failed", message="not found")
+    wait_until(lambda: bool(status().get("completionTime")), timeout=TIMEOUT, what="list job completes")
+    final = status()
+    assert (final["desired"], final["completed"], final["succeeded"], final["active"]) == (2, 2, 1, 0)
+    failed = final["failedImageStatuses"]
+    assert [f["name"] for f in failed] == ["busybox:1.36"]
+    assert failed[0]["imagePullJob"].startswith("agg-")

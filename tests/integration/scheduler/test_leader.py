@@ -19,9 +19,9 @@ def test_standby_takes_over_when_the_leader_stops(
     election = {
         "leader_election": True,
         "leader_election_namespace": kube_namespace,
-        "lease_duration_seconds": 4.0,
-        "renew_deadline_seconds": 3.0,
-        "retry_period_seconds": 0.5,
+        "lease_duration_seconds": 15.0,
+        "renew_deadline_seconds": 10.0,
+        "retry_period_seconds": 0.5,  # the leader releases the Lease on stop, so takeover needs no expiry
     }
     first = scheduler_factory(leader_identity="first", **election)
     wait_until(lambda: first.leading, timeout=30, what="first replica to lead")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.scheduler.logic import wakeups
+from services.shared.api.selectors import LabelSelector
 from tests.unit.scheduler.builders import node, tag_entry, tag_status
 
 
@@ -35,3 +36,26 @@ def test_removed_tag_is_a_spec_change() -> None:
     assert wakeups.changed_pairs(old, new)[("nginx", "1")] == wakeups.PairChange(
         spec_changed=True, owners=frozenset({"j1"})
     )
+
+
+def test_status_only_change_wakes_owners_only() -> None:
+    changes = {("nginx", "1"): wakeups.PairChange(spec_changed=False, owners=frozenset({"u1"}))}
+    by_pair = {("nginx", "1"): [("ns/j1", "u1"), ("ns/j2", "u2")], ("nginx", "2"): [("ns/j3", "u3")]}
+    assert wakeups.jobs_for_pair_changes(changes, by_pair, lambda key: True) == {"ns/j1"}
+
+
+def test_spec_change_wakes_owners_and_jobs_targeting_the_node() -> None:
+    changes = {("nginx", "1"): wakeups.PairChange(spec_changed=True, owners=frozenset())}
+    by_pair = {("nginx", "1"): [("ns/j1", "u1"), ("ns/j2", "u2")]}
+    assert wakeups.jobs_for_pair_changes(changes, by_pair, lambda key: key == "ns/j2") == {"ns/j2"}
+
+
+def test_label_change_wakes_jobs_whose_match_flipped() -> None:
+    selectors = [
+        ("ns/zone-x", LabelSelector(match_labels={"zone": "x"})),
+        ("ns/gpu", LabelSelector(match_labels={"gpu": "yes"})),
+        ("ns/all", LabelSelector()),
+    ]
+    flipped = wakeups.label_match_flips(selectors, {"zone": "x", "gpu": "yes"}, {"zone": "y", "gpu": "yes"})
+    assert flipped == {"ns/zone-x"}
+    assert wakeups.label_match_flips(selectors, {"zone": "x"}, {"zone": "x"}) == set()
