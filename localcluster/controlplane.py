@@ -157,6 +157,7 @@ class ControlPlane:
                 status: int = response.status
                 return status
         except urllib.error.HTTPError as error:
+            error.close()  # an HTTPError holds its connection open until closed
             return error.code
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

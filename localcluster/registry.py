@@ -101,6 +101,7 @@ class Registry:
                 status: int = response.status
                 return status == 200
         except urllib.error.HTTPError as error:
+            error.close()  # an HTTPError holds its connection open until closed
             return error.code == 401 and self.credentials is not None
 
     def _write_htpasswd(self) -> None:

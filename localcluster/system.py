@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,8 +64,12 @@ class ServiceProcess:
 
     def ready(self) -> bool:
         """True when `/readyz` answers 200 (for leader-elected services: this replica leads)."""
-        with urllib.request.urlopen(f"{self.health_url}/readyz", timeout=2) as response:
-            return bool(response.status == 200)
+        try:
+            with urllib.request.urlopen(f"{self.health_url}/readyz", timeout=2) as response:
+                return bool(response.status == 200)
+        except urllib.error.HTTPError as answer:
+            answer.close()  # an HTTPError holds the connection open until closed
+            return False
 
     def metrics(self) -> str:
         """The Prometheus text exposition (metrics and health share the port here)."""

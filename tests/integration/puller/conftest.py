@@ -126,6 +126,15 @@ class NodeImages:
     def get(self, name: str) -> dict[str, Any]:
         return self.api.get(resources.NODE_IMAGES, name)
 
+    def set_images(self, name: str, images: dict[str, list[dict[str, Any]]]) -> None:
+        """Write several images' tag entries in one patch, so their workers all start together."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        spec = {
+            image: {"tags": [{"createdAt": now, "pullPolicy": {"ttlSecondsAfterFinished": 600}, **tag} for tag in tags]}
+            for image, tags in images.items()
+        }
+        self.api.patch(resources.NODE_IMAGES, name, {"spec": {"images": spec}})
+
     def set_image(
         self,
         name: str,

@@ -83,8 +83,7 @@ def test_puller_on_the_simulated_runtime_keeps_its_worker_limit(
     puller.start()
     try:
         images = [f"reg.example:5000/scale/image-{index:02d}" for index in range(20)]
-        for image in images:
-            node_images.set_image(name, image, [{"tag": "v1"}])
+        node_images.set_images(name, {image: [{"tag": "v1"}] for image in images})
         wait_until(lambda: (node_images.get(name).get("status") or {}).get("succeeded") == 20, "20 succeeded pulls")
     finally:
         puller.stop()
