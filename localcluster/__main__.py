@@ -1,4 +1,7 @@
-"""`python -m localcluster up|down|status`: the local cluster as a long-lived thing (behind `make cluster-up`).
+"""`python -m localcluster up|down|status|demo|run`: the local cluster as a long-lived thing (`make cluster-up`).
+
+`demo` is `make demo` (localcluster.demo); `run` is `make run`, the services in the foreground
+(localcluster.foreground).
 
 `up` is idempotent: when `<state>/cluster.json` names processes that all still run and the apiserver answers,
 it prints how to reach that cluster and starts nothing. Processes outlive this command (each is a session
@@ -21,7 +24,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 
-from localcluster import cluster, identity
+from localcluster import cluster, demo, foreground, identity
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".localcluster"
@@ -36,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("down", help="stop the processes the running cluster recorded")
     commands.add_parser("status", help="print how to reach the running cluster")
     commands.add_parser("refresh-tokens", help="(internal) keep the nodes' token files fresh until SIGTERM")
+    demo_command = commands.add_parser("demo", help="the whole system on the local cluster, watched live")
+    demo_command.add_argument("--teardown", action="store_true", help="stop the cluster at the end, not keep it")
+    demo_command.add_argument(
+        "--timeout", type=float, default=demo.DEFAULT_TIMEOUT, help="seconds for all jobs to finish (%(default)s)"
+    )
+    commands.add_parser("run", help="the three services in the foreground against the local cluster or $KUBECONFIG")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state_dir: Path = args.state_dir.resolve()
@@ -45,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cluster_down(state_dir)
     if args.command == "status":
         return cluster_status(state_dir)
+    if args.command == "demo":
+        return demo.Demo(state_dir, timeout=args.timeout).run(teardown=args.teardown)
+    if args.command == "run":
+        return foreground.run_foreground(state_dir)
     return refresh_tokens(state_dir)
 
 

@@ -37,6 +37,9 @@ from localcluster.registry import Registry
 log = logging.getLogger(__name__)
 
 STATE_FILE = "cluster.json"
+# PIDs of processes other commands run against the cluster (the demo's services and trace receiver): not part of
+# the cluster (they may stop without it being broken), but `stop_recorded` stops them first so nothing is left.
+ATTACHED_FILE = "attached.json"
 # Long enough for `<base>/containerd.sock.ttrpc` to stay under the 107-byte unix socket limit.
 MAX_RUNTIME_BASE = 80
 DEFAULT_NODE_COUNT = 3
@@ -257,10 +260,35 @@ def running(state: Mapping[str, Any]) -> bool:
     return bool(pids) and all(pid_alive(pid) for pid in pids)
 
 
+def attached_pids(state_dir: Path) -> list[int]:
+    """The PIDs recorded in `<state>/attached.json` (`{"pids": [...]}`), or none when there is no such file."""
+    path = state_dir / ATTACHED_FILE
+    if not path.exists():
+        return []
+    pids = json.loads(path.read_text()).get("pids", [])
+    return [pid for pid in pids if isinstance(pid, int)]
+
+
+def record_attached(state_dir: Path, pids: Sequence[int]) -> None:
+    """Record the PIDs of processes running against the cluster, replacing what was recorded before."""
+    (state_dir / ATTACHED_FILE).write_text(json.dumps({"pids": list(pids)}, indent=2))
+
+
+def stop_attached(state_dir: Path, *, timeout: float = 15.0) -> list[int]:
+    """Stop the processes attached.json records (e.g. a previous demo's services); return those still running."""
+    state = {"state_dir": str(state_dir)}
+    stopped = [pid for pid in attached_pids(state_dir) if pid_alive(pid) and _started_by_us(pid, state)]
+    for pid in stopped:
+        stop_pid(pid, timeout=timeout)
+    record_attached(state_dir, [])
+    return stopped
+
+
 def stop_recorded(state: Mapping[str, Any], *, timeout: float = 15.0) -> list[int]:
-    """Stop the processes cluster.json records, by PID; return the PIDs that were still running."""
+    """Stop the attached processes, then those cluster.json records, by PID; return those that were still running."""
     stopped = []
-    for pid in recorded_pids(state):
+    attached = attached_pids(Path(state["state_dir"])) if state.get("state_dir") else []
+    for pid in [*attached, *recorded_pids(state)]:
         if pid_alive(pid) and _started_by_us(pid, state):
             stop_pid(pid, timeout=timeout)
             stopped.append(pid)

@@ -1,0 +1,90 @@
+"""The status writer: skips unchanged statuses, starts from the cache, and retries conflicts on a fresh read."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from services.puller import statusbook, statuswriter
+from services.puller.logic import tagstate
+from services.puller.logic.tagstate import TagKey
+from services.shared.kube import errors
+from services.shared.kube.resources import Resource
+
+KEY = TagKey("ubuntu", "latest")
+
+
+class OneObjectApi:
+    """Just enough of `ObjectApi` for one NodeImage: get, and status patches guarded by resourceVersion."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.gets = 0
+        self.patches: list[Mapping[str, Any]] = []
+
+    def get(self, resource: Resource, name: str, **_: Any) -> dict[str, Any]:
+        self.gets += 1
+        return copy.deepcopy(self.obj)
+
+    def patch_status(
+        self, resource: Resource, name: str, patch: Mapping[str, Any], *, resource_version: str | None = None, **_: Any
+    ) -> dict[str, Any]:
+        self.patches.append(patch)
+        if resource_version != self.obj["metadata"]["resourceVersion"]:
+            raise errors.Conflict("the object has been modified", code=409, reason="Conflict")
+        status = dict(self.obj.get("status") or {})
+        for key, value in patch["status"].items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        self.obj["status"] = status
+        self.obj["metadata"]["resourceVersion"] = str(int(self.obj["metadata"]["resourceVersion"]) + 1)
+        return copy.deepcopy(self.obj)
+
+
+def a_node_image(resource_version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "prepull.io/v1beta1",
+        "kind": "NodeImage",
+        "metadata": {"name": "node-a", "resourceVersion": resource_version},
+        "spec": {"images": {"ubuntu": {"tags": [{"tag": "latest"}]}}},
+    }
+
+
+def writer_for(
+    api: OneObjectApi, cached: dict[str, Any] | None
+) -> tuple[statuswriter.StatusWriter, statusbook.StatusBook]:
+    book = statusbook.StatusBook()
+    token = book.claim(KEY)
+    book.record(KEY, token, tagstate.waiting(KEY, 0))
+    writer = statuswriter.StatusWriter(api, "node-a", book, cached=lambda: cached)  # type: ignore[arg-type]
+    return writer, book
+
+
+def test_writes_from_the_cached_object_without_a_get() -> None:
+    api = OneObjectApi(a_node_image("5"))
+    writer, _ = writer_for(api, a_node_image("5"))
+    assert writer.write_once()
+    assert api.gets == 0
+    assert api.obj["status"]["waiting"] == 1
+    assert api.obj["status"]["imageStatuses"]["ubuntu"]["tags"][0]["phase"] == "Waiting"
+
+
+def test_stale_cache_conflicts_and_is_retried_on_a_fresh_read() -> None:
+    api = OneObjectApi(a_node_image("7"))
+    writer, _ = writer_for(api, a_node_image("5"))
+    assert writer.write_once()
+    assert api.gets == 1
+    assert len(api.patches) == 2
+    assert api.obj["status"]["desired"] == 1
+
+
+def test_unchanged_status_is_not_written() -> None:
+    api = OneObjectApi(a_node_image("5"))
+    writer, _ = writer_for(api, None)
+    assert writer.write_once()
+    assert not writer.write_once()
+    assert len(api.patches) == 1
+    assert writer.writes == 1
