@@ -45,6 +45,7 @@ class FanoutResult:
     peak_rss: dict[str, int] = field(default_factory=dict)
     floor: floor.FloorResult | None = None
     parallel: dict[int, float] = field(default_factory=dict)
+    parallel_cpu: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 def pids(sim: SimCluster) -> dict[str, int]:
@@ -72,10 +73,14 @@ def measure(state: Path, nodes: int, *, with_parallelism: bool) -> FanoutResult:
             for parallelism in PARALLELISMS:
                 name = f"parallel-{parallelism}"
                 spec = _spec(f"bench.local/{name}/app:1", parallelism)
+                processes = pids(sim)
+                before = {key: procstats.usage(pid).cpu_seconds for key, pid in processes.items()}
                 sim.create_job(NAMESPACE, name, spec)
-                result.parallel[parallelism], _ = sim.wait_complete(
-                    NAMESPACE, name, timeout=_ideal(nodes, parallelism) * 5 + 300
-                )
+                timeout = _ideal(nodes, parallelism) * 5 + 300
+                result.parallel[parallelism], _ = sim.wait_complete(NAMESPACE, name, timeout=timeout)
+                result.parallel_cpu[parallelism] = {
+                    key: procstats.usage(pid).cpu_seconds - before[key] for key, pid in processes.items()
+                }
         sim.stop_pullers()
         sim.stop_services()
         client = sim.admin_client(pool_maxsize=max(floor.WORKER_COUNTS) + 8)
@@ -159,11 +164,13 @@ def sections(results: Sequence[FanoutResult], mode: str) -> list[Section]:
     parallel = [r for r in results if r.parallel]
     if parallel:
         par = Section("Parallelism with 1 s pulls", mode)
-        table = Table(["nodes", "parallelism", "completion", "ideal ceil(N/p) x 1 s", "ratio", "target"])
+        columns = ["nodes", "parallelism", "completion", "ideal ceil(N/p) x 1 s", "ratio", "target"]
+        table = Table([*columns, "CPU s: scheduler / nodeimage_sync / pullers"])
         for r in parallel:
             for p, seconds in sorted(r.parallel.items()):
                 ideal = _ideal(r.nodes, p)
-                table.add(r.nodes, p, f"{seconds:.1f} s", f"{ideal:.0f} s", f"{seconds / ideal:.2f}x", "≤ 1.2x")
+                cpu = " / ".join(f"{r.parallel_cpu[p][name]:.1f}" for name in SERVICES)
+                table.add(r.nodes, p, f"{seconds:.1f} s", f"{ideal:.0f} s", f"{seconds / ideal:.2f}x", "≤ 1.2x", cpu)
         par.add(table)
         out.append(par)
     return out

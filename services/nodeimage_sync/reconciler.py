@@ -28,10 +28,11 @@ from services.nodeimage_sync.logic import lifecycle, requeue, spec, status
 from services.nodeimage_sync.logic.lifecycle import NodeFacts, Step
 from services.nodeimage_sync.metrics import Metrics
 from services.nodeimage_sync.owners import OwnerResolver
+from services.shared import clock
 from services.shared.api import constants, wire
 from services.shared.api.meta import ObjectReference
 from services.shared.api.nodeimage import NodeImage
-from services.shared.kube import clock, controller, errors, objects, patching, resources, store
+from services.shared.kube import controller, errors, objects, patching, resources, store
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from typing import Any
 from services.nodeimage_sync.logic import triggers
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
 from services.nodeimage_sync.owners import OwnerResolver
-from services.shared.kube import clock, informer, store, workqueue
+from services.shared import clock
+from services.shared.kube import informer, store, workqueue
 
 
 class Triggers:

@@ -12,7 +12,6 @@ Import modules, not names: `from services.shared.kube import informer` → `info
 __all__ = [
     "backoff",
     "client",
-    "clock",
     "controller",
     "errors",
     "eventcorrelation",
