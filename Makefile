@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := containerd docker-registry skopeo openssl
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps venv binaries protos lint test test-unit test-integration demo bench cluster-up cluster-down clean
+.PHONY: deps system-deps venv binaries protos lint test test-unit test-integration demo demo-teardown run bench cluster-up cluster-down clean
 
 deps: system-deps venv binaries
 
@@ -53,8 +53,17 @@ cluster-up: deps
 cluster-down: venv
 	$(PY) -m localcluster down
 
-demo: cluster-up
-	$(PY) -m localcluster status
+# The whole product on the local cluster, watched live; the cluster stays up (`make demo-teardown` stops it).
+DEMO_ARGS ?=
+demo: deps
+	$(PY) -m localcluster demo $(DEMO_ARGS)
+
+demo-teardown: deps
+	$(PY) -m localcluster demo --teardown $(DEMO_ARGS)
+
+# The three services in the foreground against the cluster in KUBECONFIG (default: the local cluster).
+run: deps
+	$(PY) -m localcluster run
 
 bench: deps
 	$(PY) -m bench

@@ -13,15 +13,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import clusterstart, fanout, pulloverhead
+from bench import clusterstart, fanout, idle, pulloverhead
 from bench.report import RESULTS, Section, merge
 from localcluster import cluster
 
-BENCHMARKS = ("clusterstart", "fanout", "pulloverhead")
+BENCHMARKS = ("clusterstart", "fanout", "idle", "pulloverhead")
 ORDER = (
     clusterstart.TITLE,
     "Fan-out over simulated nodes",
     "Parallelism with 1 s pulls",
+    idle.TITLE,
     pulloverhead.TITLE,
 )
 
@@ -35,6 +36,8 @@ def run(name: str, args: argparse.Namespace, work: Path) -> list[Section]:
         sizes: Sequence[int] = args.nodes or ([100] if args.quick else [100, 1000])
         results = [fanout.measure(work, n, with_parallelism=n == max(sizes)) for n in sizes]
         return fanout.sections(results, mode)
+    if name == "idle":
+        return [idle.section(work, idle.QUICK if args.quick else idle.FULL, mode)]
     if name == "pulloverhead":
         shape = pulloverhead.QUICK if args.quick else pulloverhead.FULL
         return [pulloverhead.section(work, shape, mode)]

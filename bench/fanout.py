@@ -48,12 +48,11 @@ class FanoutResult:
     parallel_cpu: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-def pids(sim: SimCluster) -> dict[str, int]:
-    assert sim.host is not None and sim.host.pid is not None
+def pids(sim: SimCluster) -> dict[str, list[int]]:
     return {
-        "scheduler": sim.service_pid("scheduler"),
-        "nodeimage_sync": sim.service_pid("nodeimage_sync"),
-        "puller": sim.host.pid,
+        "scheduler": [sim.service_pid("scheduler")],
+        "nodeimage_sync": [sim.service_pid("nodeimage_sync")],
+        "puller": sim.host_pids,
     }
 
 
@@ -74,12 +73,12 @@ def measure(state: Path, nodes: int, *, with_parallelism: bool) -> FanoutResult:
                 name = f"parallel-{parallelism}"
                 spec = _spec(f"bench.local/{name}/app:1", parallelism)
                 processes = pids(sim)
-                before = {key: procstats.usage(pid).cpu_seconds for key, pid in processes.items()}
+                before = {key: procstats.usage_of(pid).cpu_seconds for key, pid in processes.items()}
                 sim.create_job(NAMESPACE, name, spec)
                 timeout = _ideal(nodes, parallelism) * 5 + 300
                 result.parallel[parallelism], _ = sim.wait_complete(NAMESPACE, name, timeout=timeout)
                 result.parallel_cpu[parallelism] = {
-                    key: procstats.usage(pid).cpu_seconds - before[key] for key, pid in processes.items()
+                    key: procstats.usage_of(pid).cpu_seconds - before[key] for key, pid in processes.items()
                 }
         sim.stop_pullers()
         sim.stop_services()
@@ -103,7 +102,7 @@ def _ideal(nodes: int, parallelism: int) -> float:
 
 def _fanout(sim: SimCluster, result: FanoutResult) -> None:
     processes = pids(sim)
-    before = {name: procstats.usage(pid).cpu_seconds for name, pid in processes.items()}
+    before = {name: procstats.usage_of(pid).cpu_seconds for name, pid in processes.items()}
     window_start = utcnow()
     sim.create_job(NAMESPACE, "fanout", _spec("bench.local/fanout/app:1", result.nodes))
     result.seconds, status = sim.wait_complete(NAMESPACE, "fanout", timeout=600 + result.nodes)
@@ -111,7 +110,7 @@ def _fanout(sim: SimCluster, result: FanoutResult) -> None:
     result.succeeded = int(status.get("succeeded") or 0)
     result.status = status
     for name, pid in processes.items():
-        usage = procstats.usage(pid)
+        usage = procstats.usage_of(pid)
         result.cpu[name] = usage.cpu_seconds - before[name]
         result.peak_rss[name] = usage.peak_rss_bytes
     time.sleep(1.0)  # the audit log is written as requests finish; let the last ones land

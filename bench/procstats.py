@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,3 +33,13 @@ def usage(pid: int) -> Usage:
 
 def mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
+
+
+def usage_of(pids: Sequence[int]) -> Usage:
+    """The sum over several processes (e.g. the node agents' host processes): CPU, RSS and peak RSS added up."""
+    each = [usage(pid) for pid in pids]
+    return Usage(
+        cpu_seconds=sum(u.cpu_seconds for u in each),
+        rss_bytes=sum(u.rss_bytes for u in each),
+        peak_rss_bytes=sum(u.peak_rss_bytes for u in each),
+    )

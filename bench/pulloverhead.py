@@ -1,6 +1,6 @@
 """Issue 9 items 5 and 7 (puller): pull overhead on real containerd, and the registry bandwidth achieved.
 
-One local cluster node (real containerd, the local open registry). Two sets of the same shape (count × size,
+One local cluster node (real containerd, the local open registry). Two sets of the same shape (count x size,
 4 uncompressed layers, different content so neither run finds the other's blobs):
 
 - direct: CRI `PullImage` on the node's containerd socket from 4 threads (the puller's default worker count);

@@ -36,6 +36,8 @@ IDENTITIES = {
 }
 REGISTER_WORKERS = 16
 HTTP_CONFLICT = 409
+AGENTS_PER_HOST = 100
+"""Node agents per host process: 1,000 in one CPython process on 2 cores thrash (see docs/benchmarks.md)."""
 
 
 @dataclass
@@ -47,7 +49,7 @@ class SimCluster:
     sync_flags: Sequence[str] = ("--creation-delay", "0s")
     control: AuditedControlPlane = field(init=False)
     system: PrepullSystem | None = field(init=False, default=None)
-    host: ManagedProcess | None = field(init=False, default=None)
+    hosts: list[ManagedProcess] = field(init=False, default_factory=list)
     _api: kubernetes.client.ApiClient | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -102,26 +104,33 @@ class SimCluster:
         return pid
 
     def start_pullers(self, *, pull_latency: str = "0s", timeout: float = 900.0) -> None:
-        """One agent per node in one `bench.pullerhost` process; returns once every agent has synced."""
+        """One agent per node, `AGENTS_PER_HOST` per `bench.pullerhost` process; returns once every agent synced."""
         self.stop_pullers()
         work = self.state_dir / "pullers"
         work.mkdir(parents=True, exist_ok=True)
-        (work / "nodes.txt").write_text("\n".join(self.node_names) + "\n")
-        ready = work / "ready"
-        ready.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "bench.pullerhost", "--kubeconfig", str(self._host_kubeconfig(work))]
-        argv += ["--nodes-file", str(work / "nodes.txt"), "--ready-file", str(ready), "--pull-latency", pull_latency]
-        self.host = ManagedProcess(name="pullerhost", argv=argv, log_path=work / "pullerhost.log", cwd=REPO)
-        self.host.start()
-        host = self.host
-        wait_until(lambda: ready.exists() or not host.alive(), timeout=timeout, interval=0.5, what="puller agents")
-        if not host.alive():
-            raise RuntimeError(f"puller host exited:\n{host.log_tail()}")
+        kubeconfig = self._host_kubeconfig(work)
+        names = self.node_names
+        for first in range(0, len(names), AGENTS_PER_HOST):
+            index = first // AGENTS_PER_HOST
+            nodes_file, ready = work / f"nodes-{index}.txt", work / f"ready-{index}"
+            nodes_file.write_text("\n".join(names[first : first + AGENTS_PER_HOST]) + "\n")
+            ready.unlink(missing_ok=True)
+            argv = [sys.executable, "-m", "bench.pullerhost", "--kubeconfig", str(kubeconfig)]
+            argv += ["--nodes-file", str(nodes_file), "--ready-file", str(ready), "--pull-latency", pull_latency]
+            host = ManagedProcess(name=f"pullerhost-{index}", argv=argv, log_path=work / f"host-{index}.log", cwd=REPO)
+            host.start()
+            self.hosts.append(host)
+        for index, host in enumerate(self.hosts):
+            _wait_ready(host, work / f"ready-{index}", timeout)
+
+    @property
+    def host_pids(self) -> list[int]:
+        return [host.pid for host in self.hosts if host.pid is not None]
 
     def stop_pullers(self) -> None:
-        if self.host is not None:
-            self.host.stop()
-            self.host = None
+        for host in self.hosts:
+            host.stop()
+        self.hosts.clear()
 
     def stop(self) -> None:
         self.stop_pullers()
@@ -197,6 +206,12 @@ class SimCluster:
         with os.fdopen(fd, "w") as handle:
             yaml.safe_dump(document, handle)
         return path
+
+
+def _wait_ready(host: ManagedProcess, ready: Path, timeout: float) -> None:
+    wait_until(lambda: ready.exists() or not host.alive(), timeout=timeout, interval=0.5, what=host.name)
+    if not host.alive():
+        raise RuntimeError(f"puller host exited:\n{host.log_tail()}")
 
 
 def _create_if_absent(create: Callable[..., object], *args: object) -> None:

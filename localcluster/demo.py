@@ -197,6 +197,10 @@ class Demo:
         """Steps 1-5 of the demo; returns the exit code. With `teardown`, stops everything before returning."""
         try:
             return self._run()
+        except (OSError, RuntimeError, TimeoutError, kubernetes.client.ApiException) as error:
+            print(f"\ndemo FAILED: {error}", file=self.out)
+            print(f"logs: {self.state_dir / 'services'}/*.log, {self.state_dir}/control-plane/", file=self.out)
+            return 1
         finally:
             if self._api is not None:
                 self._api.close()

@@ -12,6 +12,7 @@ Writes are merge patches guarded by the resourceVersion the decision was based o
 the cached object; when it turns out stale (409), the object is read from the apiserver and the decision is
 made again (`patching.retry_on_conflict`), so a concurrent puller or scheduler write is never overwritten.
 The reconcile returns when to look again: the soonest pending TTL, response timeout or deadline.
+Every write is a `nodeimage.write` span with the node's name and what was written.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+
+from opentelemetry import trace
 
 from services.nodeimage_sync.logic import lifecycle, requeue, spec, status
 from services.nodeimage_sync.logic.lifecycle import NodeFacts, Step
@@ -33,8 +37,13 @@ from services.shared.api import constants, wire
 from services.shared.api.meta import ObjectReference
 from services.shared.api.nodeimage import NodeImage
 from services.shared.kube import controller, errors, objects, patching, resources, store
+from services.shared.telemetry import attributes
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+WRITE_ACTION: Final = "prepull.nodeimage.write"
+"""Span attribute: what a NodeImage write did (`create`, `delete`, `spec`, `status`)."""
 
 FAILURE_REASON = "PullImageFailed"
 """Upstream's event reason for pulls failed by the NodeImage controller (and by the daemon)."""
@@ -156,7 +165,8 @@ class NodeImageReconciler:
             "spec": {},
         }
         try:
-            self._api.create(resources.NODE_IMAGES, body)
+            with _write_span(node.name, "create"):
+                self._api.create(resources.NODE_IMAGES, body)
         except errors.AlreadyExists:
             log.debug("NodeImage %s already exists", node.name)
             return
@@ -166,7 +176,8 @@ class NodeImageReconciler:
     def _delete(self, nodeimage: NodeImage) -> None:
         name = nodeimage.metadata.name
         try:
-            self._api.delete(resources.NODE_IMAGES, name, uid=nodeimage.metadata.uid or None)
+            with _write_span(name, "delete"):
+                self._api.delete(resources.NODE_IMAGES, name, uid=nodeimage.metadata.uid or None)
         except (errors.NotFound, errors.Conflict):
             log.debug("NodeImage %s already gone or replaced", name)
             return
@@ -188,7 +199,8 @@ class NodeImageReconciler:
             return self._decide(raw, node, waits)
 
         def write(raw: objects.RawObject, decided: _Write) -> _Write:
-            patching.write(self._api, resources.NODE_IMAGES, raw, decided.patch, status=decided.to_status)
+            with _write_span(name, "status" if decided.to_status else "spec"):
+                patching.write(self._api, resources.NODE_IMAGES, raw, decided.patch, status=decided.to_status)
             return decided
 
         try:
@@ -249,6 +261,13 @@ class NodeImageReconciler:
             for owner in failure.owners:
                 self._events.warning(_involved(owner), FAILURE_REASON, message)
             self._events.warning(nodeimage_ref, FAILURE_REASON, message)
+
+
+def _write_span(name: str, action: str) -> AbstractContextManager[trace.Span]:
+    """A `nodeimage.write` span for one write to the NodeImage `name` (`create`, `delete`, `spec`, `status`)."""
+    return tracer.start_as_current_span(
+        "nodeimage.write", attributes={attributes.K8S_NODE_NAME: name, WRITE_ACTION: action}
+    )
 
 
 def _spec_patch(raw: Mapping[str, Any], plan: spec.SpecPlan) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Each method converts the request, calls one application function and converts th
 to `rpc.status.StatusInterceptor` (with `STATUS_TABLE` for this service's own errors). Who may call what is
 decided by the auth interceptor (`POLICIES`); the one check that needs the request, "a puller reports only
 its own node", is made by `NodeQueries.report` with the node taken from the caller's token.
+
+Tracing: the server span comes from the tracing interceptor; inside it, queries are `inventory.query` spans and
+reports `inventory.update` spans (with the node), so a puller's report after a pull shows in the job's trace.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 from google.protobuf import timestamp_pb2
+from opentelemetry import trace
 
 from services.nodeimage_sync import nodewatch
 from services.nodeimage_sync.inventory import InventoryLimitExceeded, NodeInventory
@@ -23,8 +27,11 @@ from services.shared.auth import policy
 from services.shared.auth.subjectaccess import ResourceAccess
 from services.shared.gen.prepull.v1 import inventory_pb2, inventory_pb2_grpc, types_pb2
 from services.shared.rpc import status
+from services.shared.telemetry import attributes
 
 SERVICE = "prepull.v1.NodeInventory"
+
+tracer = trace.get_tracer(__name__)
 
 
 class NotLeading(Exception):  # noqa: N818 -- reads as the condition; mapped to UNAVAILABLE (clients retry)
@@ -102,9 +109,10 @@ class NodeInventoryServicer(inventory_pb2_grpc.NodeInventoryServicer):
     ) -> inventory_pb2.ListNodesResponse:
         """See `inventory.proto`."""
         self._require_leading()
-        views, token = self._queries.page(
-            _selection(request.selector), page_size=request.page_size, page_token=request.page_token
-        )
+        with tracer.start_as_current_span("inventory.query"):
+            views, token = self._queries.page(
+                _selection(request.selector), page_size=request.page_size, page_token=request.page_token
+            )
         return inventory_pb2.ListNodesResponse(nodes=[_node(view) for view in views], next_page_token=token)
 
     def WatchNodes(  # noqa: N802 -- generated interface
@@ -132,21 +140,22 @@ class NodeInventoryServicer(inventory_pb2_grpc.NodeInventoryServicer):
         self._require_leading()
         caller_node = (auth_caller.current_caller().node_name or "") if self._authenticated else None
         which = request.WhichOneof("report")
-        if which == "delta":
-            outcome = self._queries.report(
-                caller_node=caller_node,
-                node=request.node,
-                sequence=request.sequence,
-                upserted=[_image(image) for image in request.delta.upserted],
-                removed_digests=list(request.delta.removed_digests),
-            )
-        else:
-            outcome = self._queries.report(
-                caller_node=caller_node,
-                node=request.node,
-                sequence=request.sequence,
-                snapshot=[_image(image) for image in request.snapshot.images],
-            )
+        with tracer.start_as_current_span("inventory.update", attributes={attributes.K8S_NODE_NAME: request.node}):
+            if which == "delta":
+                outcome = self._queries.report(
+                    caller_node=caller_node,
+                    node=request.node,
+                    sequence=request.sequence,
+                    upserted=[_image(image) for image in request.delta.upserted],
+                    removed_digests=list(request.delta.removed_digests),
+                )
+            else:
+                outcome = self._queries.report(
+                    caller_node=caller_node,
+                    node=request.node,
+                    sequence=request.sequence,
+                    snapshot=[_image(image) for image in request.snapshot.images],
+                )
         return inventory_pb2.ReportImagesResponse(
             resync_required=not outcome.applied, accepted_sequence=outcome.accepted_sequence
         )
@@ -156,7 +165,10 @@ class NodeInventoryServicer(inventory_pb2_grpc.NodeInventoryServicer):
     ) -> inventory_pb2.WhichNodesResponse:
         """See `inventory.proto`."""
         self._require_leading()
-        answer = self._queries.which_nodes(request.image, _selection(request.selector))
+        with tracer.start_as_current_span(
+            "inventory.query", attributes={attributes.CONTAINER_IMAGE_NAME: request.image}
+        ):
+            answer = self._queries.which_nodes(request.image, _selection(request.selector))
         present = [
             inventory_pb2.NodeImagePresence(
                 node=view.name, image=_image_message(image), reported_at=_reported_at(view.inventory)

@@ -17,5 +17,6 @@ __all__ = [
     "simcri",
     "statusbook",
     "statuswriter",
+    "tracelinks",
     "workers",
 ]

@@ -1,4 +1,4 @@
-"""`prepull-puller`: the node agent's entry point (flags → logging → adapters → app → serve until SIGTERM)."""
+"""`prepull-puller`: the node agent's entry point (flags → logging, tracing → adapters → app → serve until SIGTERM)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from services.shared import settings as shared_settings
 from services.shared.auth import token_source
 from services.shared.kube import client, kubeapi
 from services.shared.rpc import server
+from services.shared.telemetry import setup as telemetry_setup
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     shared_logging.configure(config.common.log_level)
+    tracing = telemetry_setup.configure_tracing(os.environ, default_service_name="prepull-puller")
+    try:
+        return _run(config)
+    finally:
+        tracing.shutdown()
+
+
+def _run(config: settings.PullerSettings) -> int:
+    """Build the adapters and the app, and serve until SIGTERM or SIGINT."""
     api_client = client.from_kubeconfig(
         config.common.kubeconfig, settings=client.ClientSettings(user_agent="prepull-puller")
     )

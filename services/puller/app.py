@@ -83,6 +83,7 @@ class PullerApp:
             ),
             clock=self.clock,
             on_write=self.metrics.status_writes.inc,
+            on_error=self.metrics.api_error,
             cached=self._node_image,
         )
         self.events = events.EventRecorder(api, component=EVENT_COMPONENT, host=node)
@@ -93,6 +94,7 @@ class PullerApp:
                 slots=self.slots,
                 credentials=credentials or AnonymousCredentials(),
                 events=pullevents.Fanout(pullevents.RecorderEvents(self.events, self._node_image, node), self.metrics),
+                measurements=self.metrics,
                 clock=self.clock,
                 retry=backoff.RetryPolicy(initial=settings.backoff_initial, cap=settings.backoff_max),
                 min_free_disk_bytes=settings.min_free_disk_bytes,
@@ -118,7 +120,7 @@ class PullerApp:
             rng=random.Random(),
         )
         self.controller: controller.Controller[str] = controller.Controller(
-            f"puller {node}", self.reconciler.reconcile, workers=1
+            f"puller {node}", self._reconcile, workers=1
         )
         self.informer.add_handlers(
             informer.Handlers(on_add=self._enqueue, on_update=self._updated, on_delete=self._enqueue)
@@ -145,6 +147,10 @@ class PullerApp:
     def ready(self) -> bool:
         """Readiness: the NodeImage cache has synced."""
         return self.informer.has_synced()
+
+    def _reconcile(self, key: str) -> controller.Result:
+        self.metrics.reconciles.inc()
+        return self.reconciler.reconcile(key)
 
     def _book_changed(self) -> None:
         self.writer.mark_dirty()

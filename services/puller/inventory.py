@@ -5,6 +5,10 @@ One thread sends: a snapshot at start, a delta shortly after each pull (`notify`
 Each report carries the next sequence number; a delta that the server cannot apply (a lost report, a new
 leader) is answered with `resync_required`, and the next report is a snapshot. A failed call also makes the
 next report a snapshot. The puller's token for audience `prepull.io/inventory` is attached to every call.
+
+Tracing: `notify` is called from inside a pull's task span; the report that carries that pull is an
+`inventory.report` span in the pull's trace (linked to the other pulls it carries), so nodeimage_sync's server
+span for it joins the job's trace too.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import threading
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
-from services.puller import cri
+from services.puller import cri, tracelinks
 from services.puller.logic import inventory
 from services.shared.auth import token_source
 from services.shared.gen.prepull.v1 import inventory_pb2, inventory_pb2_grpc, types_pb2
 from services.shared.rpc import channels
+from services.shared.telemetry import attributes
 
 __all__ = ["InventoryReporter"]
 
@@ -58,6 +64,8 @@ class InventoryReporter:
         self._changed = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._traces = tracelinks.PendingTraces()
+        self._tracer = trace.get_tracer(__name__)
         self.reports = 0
         """Reports the server accepted, for metrics and tests."""
 
@@ -70,7 +78,8 @@ class InventoryReporter:
         return cls(images, channels.create_channel(address, interceptors=[interceptor]), node_name, interval=interval)
 
     def notify(self) -> None:
-        """The node's images changed (a pull finished); a delta follows shortly."""
+        """The node's images changed (a pull finished); a delta follows shortly, in the caller's trace if any."""
+        self._traces.add_current()
         self._changed.set()
 
     def start(self) -> None:
@@ -87,6 +96,10 @@ class InventoryReporter:
 
     def report_once(self, *, snapshot: bool) -> bool:
         """Send one report (a snapshot, or a delta if there is a previous report); True when accepted."""
+        with self._traces.span(self._tracer, "inventory.report", {attributes.K8S_NODE_NAME: self._node}):
+            return self._report(snapshot=snapshot)
+
+    def _report(self, *, snapshot: bool) -> bool:
         current = inventory.index(_inventory_image(image) for image in self._images.list_images())
         sequence = self._sequence + 1
         request = inventory_pb2.ReportImagesRequest(node=self._node, sequence=sequence)

@@ -14,6 +14,9 @@ writes. One thread does all writing:
 
 Only tags still in the spec that was read are written, so a tag removed while its worker was pulling
 never reappears in the status.
+
+Tracing: a pull marking the status dirty from inside its task span is remembered (`tracelinks`), and the next
+write is a `nodeimage.status.write` span in that pull's trace (linked to the other pulls it carries).
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.puller import statusbook
+from opentelemetry import trace
+
+from services.puller import statusbook, tracelinks
 from services.puller.logic import plan
 from services.shared.api import nodeimage, wire
 from services.shared.clock import Clock, SystemClock
 from services.shared.kube import backoff, errors, objects, patching, ratelimit, resources
+from services.shared.telemetry import attributes
 
 __all__ = ["StatusWriter", "WriterSettings"]
 
@@ -72,8 +78,10 @@ class StatusWriter:
         settings: timing.
         clock: time source for the token bucket.
         on_write: called after each successful write (metrics).
+        on_error: called with each error of a failed write (metrics).
         cached: the NodeImage as the informer holds it; the first try of a write starts from it (as upstream
             does), and only a conflict costs a fresh GET.
+        tracer: where write spans go; the process-wide provider's when None.
     """
 
     def __init__(
@@ -85,10 +93,15 @@ class StatusWriter:
         settings: WriterSettings | None = None,
         clock: Clock | None = None,
         on_write: Callable[[], None] = lambda: None,
+        on_error: Callable[[BaseException], None] = lambda error: None,
         cached: Callable[[], objects.RawObject | None] = lambda: None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._api = api
+        self._tracer = tracer or trace.get_tracer(__name__)
+        self._traces = tracelinks.PendingTraces()
         self._on_write = on_write
+        self._on_error = on_error
         self._cached = cached
         self._node_name = node_name
         self._book = book
@@ -114,7 +127,8 @@ class StatusWriter:
             return self._last_written
 
     def mark_dirty(self) -> None:
-        """Something changed; a write will follow (coalesced, rate limited)."""
+        """Something changed; a write will follow (coalesced, rate limited), in the caller's trace if it has one."""
+        self._traces.add_current()
         self._dirty.set()
 
     def start(self) -> None:
@@ -142,11 +156,12 @@ class StatusWriter:
             cached = first() if first is not None else None
             return copy.deepcopy(cached) if cached is not None else self._read()
 
-        try:
-            written = patching.retry_on_conflict(read, self._decide, self._write)
-        except errors.NotFound:
-            return False
-        return written is not None
+        with self._traces.span(self._tracer, "nodeimage.status.write", {attributes.K8S_NODE_NAME: self._node_name}):
+            try:
+                written = patching.retry_on_conflict(read, self._decide, self._write)
+            except errors.NotFound:
+                return False
+            return written is not None
 
     # --- the writer thread -------------------------------------------------------------------------------
 
@@ -163,6 +178,7 @@ class StatusWriter:
                 self.write_once()
                 failures = 0
             except errors.KubeError as error:
+                self._on_error(error)
                 delay = self._settings.retry.delay(failures)
                 failures += 1
                 log.warning(

@@ -37,7 +37,17 @@ from services.shared.api.pulloptions import SandboxConfig
 from services.shared.clock import Clock, SystemClock
 from services.shared.telemetry import attributes, propagation
 
-__all__ = ["NoEvents", "ProgressTracker", "PullEvents", "PullSlots", "TagWorker", "WorkerDeps", "Workers"]
+__all__ = [
+    "NoEvents",
+    "NoMeasurements",
+    "ProgressTracker",
+    "PullEvents",
+    "PullMeasurements",
+    "PullSlots",
+    "TagWorker",
+    "WorkerDeps",
+    "Workers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,35 @@ class NoEvents:
         """Nothing."""
 
     def failed(self, task: PullTask, message: str) -> None:
+        """Nothing."""
+
+
+class PullMeasurements(Protocol):
+    """What the metrics want to know about pulls beyond their end (the `PullEvents`)."""
+
+    def waited_for_slot(self, seconds: float) -> None:
+        """An attempt got a pull slot after waiting `seconds`."""
+        ...
+
+    def pulled(self, size_bytes: int) -> None:
+        """An image of `size_bytes` was pulled (not found present)."""
+        ...
+
+    def failed_because(self, reason: str, elapsed_seconds: float) -> None:
+        """A tag failed for good; `reason` is a low-cardinality error class, `elapsed_seconds` since its start."""
+        ...
+
+
+class NoMeasurements:
+    """`PullMeasurements` that keeps nothing."""
+
+    def waited_for_slot(self, seconds: float) -> None:
+        """Nothing."""
+
+    def pulled(self, size_bytes: int) -> None:
+        """Nothing."""
+
+    def failed_because(self, reason: str, elapsed_seconds: float) -> None:
         """Nothing."""
 
 
@@ -116,6 +155,7 @@ class WorkerDeps:
     slots: PullSlots
     credentials: CredentialsSource = field(default_factory=AnonymousCredentials)
     events: PullEvents = field(default_factory=NoEvents)
+    measurements: PullMeasurements = field(default_factory=NoMeasurements)
     clock: Clock = field(default_factory=SystemClock)
     retry: backoff.RetryPolicy = field(default_factory=backoff.RetryPolicy)
     min_free_disk_bytes: int = 0
@@ -139,6 +179,8 @@ class TagWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pull {task.key}", daemon=True)
         self._status = tagstate.waiting(task.key, task.version)
+        self._span: trace.Span = trace.INVALID_SPAN
+        """The task span while the thread runs: attempts, image and outcome are recorded on it."""
 
     @property
     def token(self) -> int:
@@ -176,32 +218,37 @@ class TagWorker:
                 attributes.TAG_VERSION: self.task.version,
             },
         ) as span:
+            self._span = span
             try:
                 self._pull()
             except Exception as error:  # a bug must not leave the tag Pulling forever
                 log.exception("pulling %s failed unexpectedly", self.task.key)
-                self._finish_failed(f"internal error in the puller: {type(error).__name__}")
+                self._finish_failed(f"internal error in the puller: {type(error).__name__}", type(error).__name__)
             if self._status.phase == tagstate.Phase.FAILED:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, self._status.message))
 
     def _pull(self) -> None:
         task = self.task
         if task.invalid_reason:
-            self._finish_failed(task.invalid_reason)
+            self._finish_failed(task.invalid_reason, "InvalidImageName")
             return
         started_at = self._deps.clock.monotonic()
         deadline = None
         last_error = ""
+        last_error_type = ""
         for attempt in range(task.attempts):
+            asked_at = self._deps.clock.monotonic()
             with self._deps.slots.slot(self._stop) as acquired:
                 if not acquired:
                     return
+                self._deps.measurements.waited_for_slot(self._deps.clock.monotonic() - asked_at)
                 if attempt == 0:
                     start = self._deps.clock.now()
                     deadline = backoff.deadline_for(start, task.active_deadline_seconds)
                     self._status = tagstate.pulling(task.key, task.version, start)
                     self._record(self._status)
                 try:
+                    self._span.set_attribute(attributes.PULL_ATTEMPT, attempt + 1)
                     timeout = backoff.attempt_timeout(
                         timeout_seconds=task.timeout_seconds, deadline=deadline, now=self._deps.clock.now()
                     )
@@ -210,12 +257,12 @@ class TagWorker:
                     ):
                         runtime_id = self._attempt(timeout)
                 except backoff.DeadlineExceeded as error:
-                    last_error = str(error)
+                    last_error, last_error_type = str(error), type(error).__name__
                     break
                 except cri.PullCancelled:
                     return
                 except cri.RuntimeError_ as error:
-                    last_error = str(error)
+                    last_error, last_error_type = str(error), type(error).__name__
                     log.info("pulling %s: attempt %d of %d failed: %s", task.key, attempt + 1, task.attempts, error)
                 else:
                     self._finish_succeeded(runtime_id, self._deps.clock.monotonic() - started_at)
@@ -225,7 +272,9 @@ class TagWorker:
             if self._stop.wait(self._deps.retry.sleep_after(attempt + 1)):
                 return
         if not self._stop.is_set():
-            self._finish_failed(last_error)
+            elapsed = self._deps.clock.monotonic() - started_at
+            self._span.set_attribute(attributes.PULL_DURATION_SECONDS, elapsed)
+            self._finish_failed(last_error, last_error_type, elapsed)
 
     def _attempt(self, timeout: float) -> str:
         """One attempt; returns the runtime's image id ("" if unknown). Raises `cri.RuntimeError_`."""
@@ -236,6 +285,7 @@ class TagWorker:
         if not task.always_pull:
             present = deps.images.image_status(task.reference)
             if present is not None:
+                self._describe(present)
                 return present.id
         credentials = deps.credentials.credentials_for(task.reference) if task.has_pull_secrets else []
         ends_at = deps.clock.monotonic() + timeout
@@ -252,7 +302,16 @@ class TagWorker:
             )
         deps.on_pulled()
         image = deps.images.image_status(task.reference)
+        if image is not None:
+            self._describe(image)
+            deps.measurements.pulled(image.size)
         return image.id if image is not None else pulled
+
+    def _describe(self, image: cri.RuntimeImage) -> None:
+        """Put the image's digests and size on the task span."""
+        if image.repo_digests:
+            self._span.set_attribute(attributes.CONTAINER_IMAGE_REPO_DIGESTS, list(image.repo_digests))
+        self._span.set_attribute(attributes.IMAGE_SIZE_BYTES, image.size)
 
     def _report_progress(self, done: int, total: int) -> None:
         if self._status.phase == tagstate.Phase.PULLING:
@@ -260,16 +319,20 @@ class TagWorker:
             self._record(self._status)
 
     def _finish_succeeded(self, runtime_id: str, elapsed: float) -> None:
+        self._span.set_attribute(attributes.PULL_DURATION_SECONDS, elapsed)
         self._status = tagstate.succeeded(
             self._status, image_name=self.task.key.image, runtime_id=runtime_id, now=self._deps.clock.now()
         )
         if self._record(self._status):
             self._deps.events.succeeded(self.task, elapsed)
 
-    def _finish_failed(self, message: str) -> None:
+    def _finish_failed(self, message: str, error_type: str, elapsed: float = 0.0) -> None:
+        reason = error_type or "PullFailed"
+        self._span.set_attribute(attributes.ERROR_TYPE, reason)
         self._status = tagstate.failed(self._status, message=message, now=self._deps.clock.now())
         if self._record(self._status):
             self._deps.events.failed(self.task, self._status.message)
+            self._deps.measurements.failed_because(reason, elapsed)
 
     def _record(self, status: nodeimage.ImageTagStatus) -> bool:
         return self._book.record(self.task.key, self._token, status)

@@ -1,8 +1,9 @@
-"""`prepull-scheduler`: run one scheduler replica until SIGTERM/SIGINT."""
+"""`prepull-scheduler`: set up logging and tracing (`OTEL_*`), run one scheduler replica until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from services.scheduler.app import SchedulerApp
 from services.shared import logging as shared_logging
 from services.shared.kube import client
 from services.shared.rpc import server as rpc_server
+from services.shared.telemetry import setup as telemetry_setup
 
 log = logging.getLogger("services.scheduler")
 
@@ -19,15 +21,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, start the replica, and block until asked to stop."""
     settings = scheduler_settings.parse(sys.argv[1:] if argv is None else argv)
     shared_logging.configure(settings.log_level)
-    api_client = client.from_kubeconfig(
-        settings.kubeconfig, settings=client.ClientSettings(user_agent="prepull-scheduler")
-    )
-    app = SchedulerApp(settings, api_client)
-    app.start()
+    tracing = telemetry_setup.configure_tracing(os.environ, default_service_name="prepull-scheduler")
     try:
-        rpc_server.serve_until_signal(app.grpc_server, grace=5.0, health=app.health)
+        api_client = client.from_kubeconfig(
+            settings.kubeconfig, settings=client.ClientSettings(user_agent="prepull-scheduler")
+        )
+        app = SchedulerApp(settings, api_client)
+        app.start()
+        try:
+            rpc_server.serve_until_signal(app.grpc_server, grace=5.0, health=app.health)
+        finally:
+            app.stop()
     finally:
-        app.stop()
+        tracing.shutdown()
     return 0
 
 

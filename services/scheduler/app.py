@@ -22,7 +22,7 @@ from services.scheduler import (
     listreconciler,
     reconciler,
 )
-from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.metrics import ControllerQueueMetrics, SchedulerMetrics
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.view import ClusterView
 from services.shared import observability
@@ -32,10 +32,11 @@ from services.shared.auth.subjectaccess import SubjectAccessReviewer
 from services.shared.auth.tokenreview import TokenReviewAuthenticator
 from services.shared.clock import Clock, SystemClock
 from services.shared.gen.prepull.v1 import credentials_pb2_grpc, jobs_pb2_grpc
-from services.shared.kube import client, controller, events, informer, kubeapi, leaderelection, resources
+from services.shared.kube import client, controller, events, informer, kubeapi, leaderelection, resources, workqueue
 from services.shared.rpc import server as rpc_server
 from services.shared.rpc.health import Health
 from services.shared.rpc.status import DEFAULT_TABLE, StatusInterceptor
+from services.shared.telemetry import instrumentation
 
 __all__ = ["SchedulerApp"]
 
@@ -108,6 +109,7 @@ class SchedulerApp:
             health=self.health,
             serving=False,
             interceptors=[
+                instrumentation.server_interceptor(),
                 AuthInterceptor(policies, authenticator=TokenReviewAuthenticator(api_client), reviewer=reviewer),
                 StatusInterceptor(
                     DEFAULT_TABLE.extended({jobs_servicer.UidPreconditionFailed: grpc.StatusCode.FAILED_PRECONDITION})
@@ -178,10 +180,16 @@ class SchedulerApp:
             if self._job_controller is not None:
                 return
             self._job_controller = controller.Controller(
-                "imagepulljob", self.job_reconciler.reconcile, workers=self.settings.job_workers
+                "imagepulljob",
+                self.job_reconciler.reconcile,
+                workers=self.settings.job_workers,
+                queue=workqueue.WorkQueue(metrics=ControllerQueueMetrics(self.metrics, "imagepulljob")),
             )
             self._list_controller = controller.Controller(
-                "imagelistpulljob", self.list_reconciler.reconcile, workers=self.settings.list_job_workers
+                "imagelistpulljob",
+                self.list_reconciler.reconcile,
+                workers=self.settings.list_job_workers,
+                queue=workqueue.WorkQueue(metrics=ControllerQueueMetrics(self.metrics, "imagelistpulljob")),
             )
             self._job_controller.start()
             self._list_controller.start()

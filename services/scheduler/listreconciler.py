@@ -59,8 +59,10 @@ class ListJobReconciler:
         self._metrics.reconciles.labels(CONTROLLER).inc()
         try:
             return self._reconcile(key)
-        except Exception:
+        except Exception as error:
             self._metrics.reconcile_errors.labels(CONTROLLER).inc()
+            if isinstance(error, errors.KubeError):
+                self._metrics.api_errors.labels(CONTROLLER, type(error).__name__).inc()
             raise
 
     def _reconcile(self, key: str) -> controller.Result | None:

@@ -5,12 +5,16 @@ Per job key:
 1. Gone: nothing to do. Our own last write not yet in the cache: wait for it (the informer event re-queues).
 2. Being deleted, or finished: remove the finalizer. A finished job is frozen; with `ttlSecondsAfterFinished`
    it is deleted when the TTL runs out (re-queued until then).
-3. First sight: add the finalizer and the trace-context annotation (design §4).
+3. First sight: add the finalizer and the trace-context annotation: the context of the job's root span, started
+   and ended here (design §4, `tracecontext`).
 4. Select targets, wait while any targeted NodeImage lacks our last write, compute the status, write tag
    entries into up to `parallelism - active` not-synced nodes (and, without taking a slot, into nodes whose
    entry must follow an edited pull policy), then write the status if it changed. A running job with a
    deadline is re-queued for it. Tag writes start from the cached NodeImage and carry its resourceVersion as
    a precondition; a conflict re-reads from the apiserver and decides again.
+
+Every reconcile of a job is a `reconcile` span in the job's trace, and each tag-entry write a `nodeimage.write`
+span inside it; a job already being deleted gets no span unless it was traced before.
 
 With `--max-pulls-in-flight` or `--max-pulls-in-flight-per-registry`, step 4's node starts are serialised
 across jobs and counted over every NodeImage; a job held back by a cap is woken by the next tag change.
@@ -27,6 +31,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.context import Context
+
 from services.scheduler import dispatcher as dispatcher_module
 from services.scheduler import expectations as expectations_module
 from services.scheduler import tracecontext
@@ -42,6 +48,7 @@ from services.shared.api.meta import ObjectReference
 from services.shared.api.nodeimage import NodeImage, ReferenceObject, TraceContext
 from services.shared.clock import Clock
 from services.shared.kube import controller, errors, events, objects, patching, resources
+from services.shared.telemetry import attributes, propagation
 
 __all__ = ["JobReconciler", "job_expectation_key"]
 
@@ -85,6 +92,7 @@ class JobReconciler:
         """With cluster or registry caps, one job at a time counts pulls in flight and starts nodes."""
         self._capped = settings.max_pulls_in_flight > 0 or settings.max_pulls_in_flight_per_registry > 0
         self._capacity_waiters: set[str] = set()
+        self._traces = tracecontext.JobTraces()
         self.reconcile_counts: collections.Counter[str] = collections.Counter()
         """Reconciles per job key: the test hook for wake-up selectivity (the metric has no per-job label)."""
 
@@ -95,11 +103,45 @@ class JobReconciler:
         self._metrics.reconciles.labels(CONTROLLER).inc()
         with self._lock:
             self.reconcile_counts[key] += 1
+        context, uid = self._job_context(key)
+        tracer = tracecontext.tracer
+        span = (
+            tracer.start_as_current_span("reconcile", context=context, attributes=_job_attributes(key, uid))
+            if context is not None
+            else contextlib.nullcontext()
+        )
         try:
-            return self._reconcile(key)
-        except Exception:
+            with span:
+                return self._reconcile(key)
+        except Exception as error:
             self._metrics.reconcile_errors.labels(CONTROLLER).inc()
+            if isinstance(error, errors.KubeError):
+                self._metrics.api_errors.labels(CONTROLLER, type(error).__name__).inc()
             raise
+
+    def _job_context(self, key: str) -> tuple[Context | None, str]:
+        """The job's trace context and uid (its trace starts here on first sight); no context when it is gone."""
+        raw = self._view.jobs.raw(key)
+        metadata = (raw or {}).get("metadata") or {}
+        uid = str(metadata.get("uid") or "")
+        annotation = (metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)
+        if raw is None or not uid:
+            return None, uid
+        if metadata.get("deletionTimestamp"):
+            self._traces.forget(uid)
+            traced = tracecontext.is_valid(annotation)
+            return (propagation.context_from_traceparent(annotation) if traced else None), uid
+        return propagation.context_from_traceparent(self._job_traceparent(raw)), uid
+
+    def _job_traceparent(self, raw: objects.RawObject) -> str:
+        metadata = raw.get("metadata") or {}
+        return self._traces.traceparent(
+            annotation=(metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT),
+            namespace=str(metadata.get("namespace") or ""),
+            name=str(metadata.get("name") or ""),
+            uid=str(metadata.get("uid") or ""),
+            image=str((raw.get("spec") or {}).get("image") or ""),
+        )
 
     def _reconcile(self, key: str) -> controller.Result | None:
         raw = self._view.jobs.raw(key)
@@ -178,7 +220,7 @@ class JobReconciler:
         if constants.JOB_FINALIZER not in finalizers:
             patch["finalizers"] = [*finalizers, constants.JOB_FINALIZER]
         if not tracecontext.is_valid(annotations.get(constants.ANNOTATION_TRACE_CONTEXT)):
-            patch["annotations"] = {constants.ANNOTATION_TRACE_CONTEXT: tracecontext.new_traceparent()}
+            patch["annotations"] = {constants.ANNOTATION_TRACE_CONTEXT: self._job_traceparent(raw)}
         if not patch:
             return False
         written = patching.write(self._api, resources.IMAGE_PULL_JOBS, raw, {"metadata": patch})
@@ -367,10 +409,17 @@ class JobReconciler:
         def write(current: objects.RawObject, patch: dict[str, Any]) -> objects.RawObject:
             return patching.write(self._api, resources.NODE_IMAGES, current, patch)
 
-        try:
-            written = patching.retry_on_conflict(read, decide, write)
-        except errors.NotFound:
-            return
+        span_attributes = {
+            attributes.K8S_NODE_NAME: node_name,
+            attributes.CONTAINER_IMAGE_NAME: image,
+            attributes.CONTAINER_IMAGE_TAGS: (tag,),
+        }
+        with tracecontext.tracer.start_as_current_span("nodeimage.write", attributes=span_attributes) as span:
+            try:
+                written = patching.retry_on_conflict(read, decide, write)
+            except errors.NotFound:
+                span.set_attribute(attributes.ERROR_TYPE, "NotFound")
+                return
         if written is not None:
             self._metrics.tag_entries_written.inc()
             self._expectations.expect(
@@ -418,6 +467,16 @@ class JobReconciler:
     def _expect_job(self, key: str, written: objects.RawObject) -> None:
         version = str((written.get("metadata") or {}).get("resourceVersion") or "")
         self._expectations.expect(job_expectation_key(key), version, key, self._clock.monotonic())
+
+
+def _job_attributes(key: str, uid: str) -> dict[str, str]:
+    namespace, _, name = key.rpartition("/")
+    return {
+        attributes.JOB_KIND: constants.KIND_IMAGE_PULL_JOB,
+        attributes.JOB_UID: uid,
+        attributes.K8S_NAMESPACE_NAME: namespace,
+        attributes.JOB_NAME: name,
+    }
 
 
 def _secret_refs(job: ImagePullJob) -> tuple[ReferenceObject, ...]:

@@ -26,6 +26,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from services.nodeimage_sync.metrics import Metrics as NodeImageSyncMetrics
+from services.puller.metrics import PullerMetrics
 from services.scheduler.metrics import SchedulerMetrics
 from tests.support import rbac_table
 from tests.support.deploy_manifests import DEPLOY_DIR, REPO_ROOT, kustomization_documents
@@ -367,7 +368,9 @@ def test_dashboard_series_list_is_exactly_what_its_queries_use() -> None:
 def test_dashboard_series_are_defined_by_the_services() -> None:
     nodeimage_sync = CollectorRegistry()
     NodeImageSyncMetrics(nodeimage_sync)
-    exposed = _exposed_series(SchedulerMetrics().registry) | _exposed_series(nodeimage_sync)
+    puller = CollectorRegistry()
+    PullerMetrics(puller)
+    exposed = _exposed_series(SchedulerMetrics().registry) | _exposed_series(nodeimage_sync) | _exposed_series(puller)
 
     assert sorted(set(listed_dashboard_series()) - exposed) == []
 
