@@ -13,15 +13,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import clusterstart, fanout, idle, pulloverhead
+from bench import clusterstart, fanout, idle, nodeimages, pulloverhead
 from bench.report import RESULTS, Section, merge
 from localcluster import cluster
 
-BENCHMARKS = ("clusterstart", "fanout", "idle", "pulloverhead")
+BENCHMARKS = ("clusterstart", "fanout", "nodeimages", "idle", "pulloverhead")
 ORDER = (
     clusterstart.TITLE,
     "Fan-out over simulated nodes",
     "Parallelism with 1 s pulls",
+    nodeimages.TITLE,
     idle.TITLE,
     pulloverhead.TITLE,
 )
@@ -36,6 +37,9 @@ def run(name: str, args: argparse.Namespace, work: Path) -> list[Section]:
         sizes: Sequence[int] = args.nodes or ([100] if args.quick else [100, 1000])
         results = [fanout.measure(work, n, with_parallelism=n == max(sizes)) for n in sizes]
         return fanout.sections(results, mode)
+    if name == "nodeimages":
+        count = args.nodeimages or (nodeimages.QUICK_NODES if args.quick else nodeimages.FULL_NODES)
+        return [nodeimages.section(work, count, mode)]
     if name == "idle":
         return [idle.section(work, idle.QUICK if args.quick else idle.FULL, mode)]
     if name == "pulloverhead":
@@ -50,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only these (repeatable)")
     parser.add_argument("--runs", type=int, default=3, help="cluster start samples (full mode); default: %(default)s")
     parser.add_argument("--nodes", type=int, action="append", help="fan-out node counts (repeatable)")
+    parser.add_argument("--nodeimages", type=int, help="node count of the NodeImage creation/restart benchmark")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default: %(default)s")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     sections: list[Section] = []

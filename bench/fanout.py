@@ -147,7 +147,9 @@ def sections(results: Sequence[FanoutResult], mode: str) -> list[Section]:
                 f"{r.cpu[name]:.1f}",
                 procstats.mib(r.peak_rss[name]),
             )
-    fan.add("API requests, CPU and peak RSS during the fan-out window (puller: all N agents in one process):")
+    fan.add(
+        "API requests, CPU and peak RSS during the fan-out window (puller: all agents, summed over host processes):"
+    )
     fan.add(cost)
     creation = Table(["nodes", "nodeimage_sync start → all NodeImages exist", "rate", "target"])
     for r in results:
@@ -177,8 +179,8 @@ def sections(results: Sequence[FanoutResult], mode: str) -> list[Section]:
 
 NOTES = """\
 Setup: Node objects registered through the API (no kubelet, no containerd); nodeimage_sync and the scheduler as
-their own processes under their own ServiceAccounts with the RBAC from `deploy/`; one node agent per node, all
-hosted in one `bench.pullerhost` process: the puller's unchanged `PullerApp` (own NodeImage watch, controller,
+their own processes under their own ServiceAccounts with the RBAC from `deploy/`; one node agent per node,
+hosted 100 per `bench.pullerhost` process: the puller's unchanged `PullerApp` (own NodeImage watch, controller,
 status writer, event recorder per agent) over the puller issue's simulated CRI (`SimulatedRuntime`, instant
 pulls) called in-process instead of over a socket. The agents share one ServiceAccount bound to the puller's
 ClusterRole rather than node-bound tokens, so the node admission policy is not evaluated, and they call neither

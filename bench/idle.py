@@ -37,7 +37,7 @@ class Scale:
     window: float
 
 
-QUICK = Scale(jobs=20, nodes=100, window=20.0)
+QUICK = Scale(jobs=6, nodes=50, window=15.0)
 FULL = Scale(jobs=200, nodes=1000, window=60.0)
 
 
@@ -147,7 +147,7 @@ def section(work: Path, scale: Scale, mode: str) -> Section:
     for name in SERVICES:
         rate = f"{r.reconciles[name]:.2f}" if name in r.reconciles else "n/a"
         requests = f"{r.requests[name] / scale.window:.2f} ({r.lease_requests[name] / scale.window:.2f})"
-        label = name if name != "puller" else f"puller ({scale.nodes} agents, one process)"
+        label = name if name != "puller" else f"puller ({scale.nodes} agents, summed over host processes)"
         idle.add(label, rate, requests, f"{r.cpu[name]:.1f}", procstats.mib(r.rss[name]), targets[name])
     out.add(idle)
     event = Table(["service", f"reconciles in {EVENT_SECONDS:.0f} s after one tag disappears", "target"])

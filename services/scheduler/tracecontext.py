@@ -22,7 +22,7 @@ from opentelemetry.context import Context
 from services.shared.api import constants
 from services.shared.telemetry import attributes, propagation
 
-__all__ = ["JobTraces", "is_valid", "new_traceparent"]
+__all__ = ["JobTraces", "is_valid", "new_traceparent", "start_job_trace", "tracer"]
 
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 

@@ -109,7 +109,6 @@ def test_abusive_object_is_refused_with_a_clear_message_and_nothing_crashes(
         with pytest.raises(kubernetes.client.ApiException) as refused:
             create(local, namespace, abuse)
         message = json.loads(refused.value.body)["message"]
-        print(abuse.id, "=>", message[:300])
         assert refused.value.status == 422, message[:500]
         for part in abuse.refused_with:
             assert part in message, message[:500]

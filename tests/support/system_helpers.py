@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes.client
+import urllib3
 
 from localcluster.cluster import LocalCluster
 from localcluster.images import ImageBuilder, ImageRecipe, PushedImage, push
@@ -93,7 +94,7 @@ def wait_for_completion(local: LocalCluster, namespace: str, name: str, *, timeo
     def complete() -> bool:
         try:
             seen.update(job_status(local, namespace, name))
-        except (kubernetes.client.ApiException, OSError, Exception):  # noqa: BLE001 -- apiserver may be restarting
+        except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError, OSError):  # apiserver restarting
             return False
         return bool(seen.get("completionTime"))
 
