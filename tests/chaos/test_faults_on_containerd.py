@@ -125,6 +125,17 @@ def apiserver_outage(bed: ChaosBed, rng: random.Random) -> int:
     return 1
 
 
+def control_plane_outage(bed: ChaosBed, rng: random.Random) -> int:
+    """apiserver and etcd both down (etcd killed or stopped), then etcd and the apiserver started again."""
+    plane = bed.local.control_plane
+    plane.stop_apiserver(kill=rng.random() < 0.5)
+    plane.stop_etcd(kill=rng.random() < 0.5)
+    time.sleep(20.0 if rng.random() < 0.5 else 10.0)
+    plane.start_etcd()
+    plane.start_apiserver()
+    return 1
+
+
 FAULTS: dict[str, Fault] = {
     "kill-scheduler": kill_and_restart(lambda bed, rng: "scheduler"),
     "kill-nodeimage-sync": kill_and_restart(lambda bed, rng: "nodeimage_sync"),
@@ -132,6 +143,7 @@ FAULTS: dict[str, Fault] = {
     "registry-errors": registry_errors,
     "containerd-restart": containerd_restart,
     "apiserver-outage": apiserver_outage,
+    "control-plane-outage": control_plane_outage,
 }
 
 

@@ -142,6 +142,8 @@ def test_callers_are_authenticated_and_authorized(
     sync: SyncHarness,
     reader_token: str,
     node_identity_factory: NodeIdentityFactory,
+    admin_api: kubernetes.client.ApiClient,
+    kube_namespace: str,
 ):
     app = sync.start(auth=True, puller_service_account=PULLER)
     puller = node_identity_factory(labels={RUN_LABEL: sync.run_id})
@@ -164,8 +166,14 @@ def test_callers_are_authenticated_and_authorized(
         with pytest.raises(grpc.RpcError) as reader_reports:
             client.ReportImages(report(puller.node, [NGINX]), metadata=auth(reader_token))
         assert reader_reports.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # A ServiceAccount of its own, bound to nothing: whatever RBAC other tests applied, it may not read.
+        core = kubernetes.client.CoreV1Api(admin_api)
+        nobody = f"no-rbac-{uuid.uuid4().hex[:6]}"
+        core.create_namespaced_service_account(kube_namespace, {"metadata": {"name": nobody}})
         with pytest.raises(grpc.RpcError) as no_rbac:
-            client.WhichNodes(inventory_pb2.WhichNodesRequest(image="nginx"), metadata=auth(inventory_token))
+            client.WhichNodes(
+                inventory_pb2.WhichNodesRequest(image="nginx"), metadata=auth(_token(core, kube_namespace, nobody))
+            )
         assert no_rbac.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.RpcError) as bad_selector:
             client.ListNodes(
