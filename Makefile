@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := containerd docker-registry skopeo openssl
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps venv binaries protos lint test test-unit test-integration demo demo-teardown run bench cluster-up cluster-down clean
+.PHONY: deps system-deps venv binaries protos lint test test-unit test-integration demo demo-teardown run bench bench-quick cluster-up cluster-down clean
 
 deps: system-deps venv binaries
 
@@ -65,8 +65,13 @@ demo-teardown: deps
 run: deps
 	$(PY) -m localcluster run
 
+# Benchmarks: `bench` is the full set (long; results to docs/benchmarks.md), `bench-quick` the small version CI
+# runs so the harness cannot rot (results to /tmp/prepull-benchmarks-quick.md; nothing is asserted on timings).
 bench: deps
 	$(PY) -m bench
+
+bench-quick: deps
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -17,6 +17,7 @@ from bench import clusterstart, fanout, idle, nodeimages, pulloverhead
 from bench.report import RESULTS, Section, merge
 from localcluster import cluster
 
+QUICK_RESULTS = Path(tempfile.gettempdir()) / "prepull-benchmarks-quick.md"
 BENCHMARKS = ("clusterstart", "fanout", "nodeimages", "idle", "pulloverhead")
 ORDER = (
     clusterstart.TITLE,
@@ -55,8 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="cluster start samples (full mode); default: %(default)s")
     parser.add_argument("--nodes", type=int, action="append", help="fan-out node counts (repeatable)")
     parser.add_argument("--nodeimages", type=int, help="node count of the NodeImage creation/restart benchmark")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="default: %(default)s")
+    parser.add_argument(
+        "--output", type=Path, help=f"default: {RESULTS} (full), {QUICK_RESULTS} (--quick: keeps the full results)"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS)
     sections: list[Section] = []
     with tempfile.TemporaryDirectory(prefix="bench-", dir="/tmp") as work:
         for name in args.only or BENCHMARKS:
@@ -66,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(section.render(), flush=True)
             sections += produced
             args.output.write_text(merge(args.output, sections, ORDER))
+    print(f"results written to {args.output}")
     return 0
 
 

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "docs" / "benchmarks.md"
 TITLE = "# Benchmarks"
 PREAMBLE = (
-    "Written by `make bench` (full) and `make bench-quick` (small; what CI runs so the harness cannot rot).\n"
+    "Written by `make bench` (`python -m bench`; `--only X` refreshes one section). `make bench-quick` (small sizes,\n"
+    "what CI runs so the harness cannot rot) writes its results to a temporary file, not here.\n"
     "Targets are reported next to measurements, never asserted: a benchmark informs, a test decides."
 )
 

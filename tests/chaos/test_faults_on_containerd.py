@@ -22,7 +22,7 @@ import pytest
 
 from localcluster.cluster import LocalCluster
 from localcluster.faultproxy import FaultProxy
-from localcluster.images import ImageBuilder, PushedImage
+from localcluster.images import ImageBuilder
 from localcluster.process import wait_until
 from localcluster.system import PrepullSystem
 from tests.support.restarter import Restarter
@@ -160,7 +160,7 @@ def test_job_survives_the_fault_with_every_invariant_intact(
 
 def run_round(bed: ChaosBed, fault: Fault, rng: random.Random, context: str) -> None:
     local = bed.local
-    repository = f"chaos/{uuid_suffix(rng)}"
+    repository = f"chaos/{repository_name(rng)}"
     image = push_small_image(bed.builder, RegistryAt(local.open_registry.address), repository, size=IMAGE_BYTES)
     reference = image.reference_via(bed.proxy.address)
     bed.proxy.limit_rate(PROXY_RATE)
@@ -179,12 +179,10 @@ def run_round(bed: ChaosBed, fault: Fault, rng: random.Random, context: str) -> 
         assert (status.get("desired"), status.get("succeeded"), status.get("failed")) == (NODES, NODES, 0), (
             f"{context}: {status}"
         )
-        assert_invariants(bed, image, reference, seen_before, extra_attempts, context)
+        assert_invariants(bed, reference, seen_before, extra_attempts, context)
 
 
-def assert_invariants(
-    bed: ChaosBed, image: PushedImage, reference: str, seen_before: int, extra_attempts: int, context: str
-) -> None:
+def assert_invariants(bed: ChaosBed, reference: str, seen_before: int, extra_attempts: int, context: str) -> None:
     local = bed.local
     name, tag = reference.rsplit(":", 1)
     wait_until(lambda: no_tag_pulling(local, name), timeout=RECOVERY_TIMEOUT, what=f"{context}: no tag Pulling")
@@ -199,7 +197,6 @@ def assert_invariants(
     assert used <= allowed, f"{context}: registry saw {used} requests, retries allow {allowed}"
     wait_until(lambda: healthy(bed.services), timeout=RECOVERY_TIMEOUT, what=f"{context}: every service ready")
     assert_all_services_healthy(bed.services)
-    del image
 
 
 def no_tag_pulling(local: LocalCluster, name: str) -> bool:
@@ -217,5 +214,6 @@ def healthy(services: PrepullSystem) -> bool:
         return False
 
 
-def uuid_suffix(rng: random.Random) -> str:
+def repository_name(rng: random.Random) -> str:
+    """A repository no earlier round used, drawn from the seeded generator."""
     return f"img-{rng.getrandbits(48):012x}"

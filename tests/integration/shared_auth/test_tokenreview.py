@@ -3,6 +3,8 @@ audience and node, what the answers cost, and what RBAC says."""
 
 from __future__ import annotations
 
+import uuid
+
 import kubernetes.client
 import pytest
 
@@ -11,6 +13,7 @@ from localcluster.process import wait_until
 from services.shared.auth.errors import ReviewUnavailable, Unauthenticated
 from services.shared.auth.subjectaccess import ResourceAccess, SubjectAccessReviewer
 from services.shared.auth.tokenreview import TokenReviewAuthenticator
+from tests.integration.shared_auth.conftest import service_account_token
 
 pytestmark = pytest.mark.integration
 
@@ -109,9 +112,14 @@ def test_a_server_without_rbac_for_tokenreview_is_unavailable_not_unauthenticate
     assert "forbidden" not in str(raised.value).lower()
 
 
-def test_subject_access_review_follows_rbac(admin_api, reviewer_api, node_identity_factory, kube_namespace):
-    identity = node_identity_factory()
-    caller = TokenReviewAuthenticator(reviewer_api).authenticate(identity.token(INVENTORY_AUDIENCE), INVENTORY_AUDIENCE)
+def test_subject_access_review_follows_rbac(admin_api, reviewer_api, kube_namespace):
+    # A ServiceAccount of its own, bound to nothing yet: RBAC that other tests applied cannot reach it.
+    name = f"sar-{uuid.uuid4().hex[:6]}"
+    kubernetes.client.CoreV1Api(admin_api).create_namespaced_service_account(
+        kube_namespace, {"metadata": {"name": name}}
+    )
+    token = service_account_token(admin_api, kube_namespace, name, [INVENTORY_AUDIENCE])
+    caller = TokenReviewAuthenticator(reviewer_api).authenticate(token, INVENTORY_AUDIENCE)
     list_pods = ResourceAccess("list", "pods", namespace=kube_namespace)
     get_nodeimages = ResourceAccess("get", "nodeimages", "prepull.io")
     fresh = SubjectAccessReviewer(reviewer_api, allowed_ttl_seconds=0, denied_ttl_seconds=0)
