@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := containerd docker-registry skopeo openssl
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps venv binaries protos lint test test-unit test-integration demo demo-teardown run bench bench-quick cluster-up cluster-down clean
+.PHONY: deps system-deps venv binaries protos lint test test-unit test-integration demo demo-teardown run bench bench-quick chaos cluster-up cluster-down clean
 
 deps: system-deps venv binaries
 
@@ -46,6 +46,10 @@ test-unit: venv
 
 test-integration: deps
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The full fault and abuse suites (more rounds, more fuzz examples); a smoke subset runs in `make test`.
+chaos: deps
+	PREPULL_CHAOS_FULL=1 $(PY) -m pytest tests/chaos tests/abuse $(PYTEST_ARGS)
 
 cluster-up: deps
 	$(PY) -m localcluster up

@@ -112,7 +112,12 @@ class SchedulerApp:
                 instrumentation.server_interceptor(),
                 AuthInterceptor(policies, authenticator=TokenReviewAuthenticator(api_client), reviewer=reviewer),
                 StatusInterceptor(
-                    DEFAULT_TABLE.extended({jobs_servicer.UidPreconditionFailed: grpc.StatusCode.FAILED_PRECONDITION})
+                    DEFAULT_TABLE.extended(
+                        {
+                            jobs_servicer.UidPreconditionFailed: grpc.StatusCode.FAILED_PRECONDITION,
+                            jobs_servicer.MissingField: grpc.StatusCode.INVALID_ARGUMENT,
+                        }
+                    )
                 ),
             ],
         )

@@ -22,7 +22,7 @@ from services.shared.auth.policy import MethodPolicy
 from services.shared.gen.prepull.v1 import jobs_pb2, jobs_pb2_grpc
 from services.shared.kube import errors, objects, resources, watching
 
-__all__ = ["JOBS_SERVICE", "JobsServicer", "UidPreconditionFailed", "jobs_policy"]
+__all__ = ["JOBS_SERVICE", "JobsServicer", "MissingField", "UidPreconditionFailed", "jobs_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,17 @@ WATCH_TIMEOUT_SECONDS = 300
 
 class UidPreconditionFailed(Exception):  # noqa: N818 -- named after the gRPC status it becomes
     """DeleteJob's `uid` no longer names the job (it was re-created); mapped to FAILED_PRECONDITION."""
+
+
+class MissingField(Exception):  # noqa: N818 -- named after what is wrong; mapped to INVALID_ARGUMENT
+    """A request lacks a field the method needs (an empty name must never reach a collection-wide call)."""
+
+
+def _required(**fields: str) -> None:
+    """Raise MissingField naming every empty field, e.g. `namespace and name are required`."""
+    missing = [name for name, value in fields.items() if not value]
+    if missing:
+        raise MissingField(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
 
 
 def jobs_policy(audience: str) -> dict[str, MethodPolicy]:
@@ -57,6 +68,8 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         self, request: jobs_pb2.CreateJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.Job:
         """Create the job and return it as stored."""
+        name_or_prefix = request.name or request.generate_name
+        _required(namespace=request.namespace, **{"name (or generate_name)": name_or_prefix}, image=request.spec.image)
         self._require("create", request.namespace)
         created = self._api.create(
             resources.IMAGE_PULL_JOBS, jobsconvert.job_body(request), namespace=request.namespace
@@ -127,6 +140,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         self, request: jobs_pb2.DeleteJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.DeleteJobResponse:
         """Delete the job (only if it still has `uid`, when given)."""
+        _required(namespace=request.namespace, name=request.name)
         self._require("delete", request.namespace, request.name)
         try:
             self._api.delete(

@@ -202,9 +202,8 @@ def test_oversized_message_is_refused_with_resource_exhausted(
 
 # What each method answers to an empty (all-defaults) request from an authorized caller: a validation error
 # for methods that need a name, an answer for methods whose empty request means "all" or "none", and a refusal
-# for ReportImages, whose empty node name is not the caller's node. Jobs.CreateJob (NOT_FOUND) and
-# Jobs.DeleteJob (PERMISSION_DENIED: the empty name turns the DELETE into a delete-collection the scheduler's
-# RBAC refuses) do not validate their request; they are reported in docs/reliability.md, not asserted here.
+# for ReportImages, whose empty node name is not the caller's node. Jobs.DeleteJob must refuse an empty name
+# itself: passed on, it would turn the DELETE into a delete-collection of the namespace's jobs.
 EMPTY_MESSAGE_CODES = {
     "ListNodes": grpc.StatusCode.OK,
     "WatchNodes": grpc.StatusCode.OK,
@@ -212,6 +211,8 @@ EMPTY_MESSAGE_CODES = {
     "WhichNodes": grpc.StatusCode.INVALID_ARGUMENT,
     "GetPullCredentials": grpc.StatusCode.INVALID_ARGUMENT,
     "GetJob": grpc.StatusCode.INVALID_ARGUMENT,
+    "CreateJob": grpc.StatusCode.INVALID_ARGUMENT,
+    "DeleteJob": grpc.StatusCode.INVALID_ARGUMENT,
     "ListJobs": grpc.StatusCode.OK,
     "WatchJob": grpc.StatusCode.INVALID_ARGUMENT,
     "PullImage": grpc.StatusCode.INVALID_ARGUMENT,
