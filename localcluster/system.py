@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ SERVICE_TOKEN_SECONDS = 24 * 3600
 # What `kubectl apply` installs before the services start: the manifests' own namespace, CRDs, RBAC and admission.
 INSTALL_PATHS = ("namespace.yaml", "crd", "rbac", "admission")
 READY_TIMEOUT = 90.0
+# Launches of one service before giving up (each on fresh ports; see `PrepullSystem._running`).
+LAUNCH_ATTEMPTS = 3
 
 
 @dataclass
@@ -53,6 +56,8 @@ class ServiceProcess:
     grpc_port: int
     health_port: int
     node: str | None = None
+    launch: tuple[str, Path, tuple[str, ...]] = ("", Path(), ())
+    """(kind, kubeconfig, flags): what `PrepullSystem` needs to launch it again on fresh ports."""
 
     @property
     def grpc_address(self) -> str:
@@ -126,8 +131,10 @@ class PrepullSystem:
         self.wait_ready()
 
     def _start_all(self, admin: kubernetes.client.ApiClient) -> None:
+        """Peers first (pullers are given their addresses), then the pullers; each tier running before the next."""
         sync = self._start_service("nodeimage_sync", self._service_kubeconfig(admin, "nodeimage_sync"))
         scheduler = self._start_service("scheduler", self._service_kubeconfig(admin, "scheduler"))
+        sync, scheduler = (self._running(service) for service in (sync, scheduler))
         for node in self.cluster_state["nodes"]:
             self._start_puller(admin, node, scheduler=scheduler, inventory=sync)
 
@@ -138,8 +145,26 @@ class PrepullSystem:
         self.services.clear()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        for service in self.services.values():
+        for started in list(self.services.values()):
+            service = self._running(started, timeout=timeout)
             wait_until(service.ready, timeout=timeout, what=f"{service.name} /readyz")
+
+    def _running(self, service: ServiceProcess, *, timeout: float = READY_TIMEOUT) -> ServiceProcess:
+        """The service once it answers `/readyz` at all; launched again on fresh ports if it exited first.
+
+        A port can be taken between `free_port` and the service's own bind; the service then exits at once
+        with a bind error, and a fresh pair of ports is the whole cure.
+        """
+        for _ in range(LAUNCH_ATTEMPTS):
+            wait_until(partial(_exited_or_answers, service), timeout=timeout, what=service.name)
+            if service.process.alive():
+                return service
+            kind, kubeconfig, flags = service.launch
+            service.process.stop()
+            node = service.node
+            service = self._start_service(kind, kubeconfig, name=service.name, flags=flags)
+            service.node = node
+        raise RuntimeError(f"{service.name} exited at start {LAUNCH_ATTEMPTS} times:\n{service.process.log_tail(20)}")
 
     def log_tails(self, lines: int = 30) -> str:
         return "\n".join(f"----- {s.name} -----\n{s.process.log_tail(lines)}" for s in self.services.values())
@@ -176,7 +201,13 @@ class PrepullSystem:
         env = {"OTEL_SERVICE_NAME": f"prepull-{kind.replace('_', '-')}", "PYTHONUNBUFFERED": "1", **self.env}
         process = ManagedProcess(name=name, argv=argv, log_path=self.state_dir / f"{name}.log", env=env, cwd=REPO)
         process.start()
-        service = ServiceProcess(name=name, process=process, grpc_port=grpc_port, health_port=health_port)
+        service = ServiceProcess(
+            name=name,
+            process=process,
+            grpc_port=grpc_port,
+            health_port=health_port,
+            launch=(kind, kubeconfig, tuple(flags)),
+        )
         self.services[name] = service
         return service
 
@@ -249,3 +280,14 @@ class PrepullSystem:
         path = self.state_dir / "services.json"
         path.write_text(json.dumps(self.describe(), indent=2))
         return path
+
+
+def _exited_or_answers(service: ServiceProcess) -> bool:
+    """True once the process exited, or its HTTP endpoint answers (ready or not: a standby answers 503)."""
+    if not service.process.alive():
+        return True
+    try:
+        service.ready()
+    except OSError:
+        return False
+    return True
