@@ -128,7 +128,19 @@ class PrepullSystem:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._admin_client() as admin:
             self._start_all(admin)
-        self.wait_ready()
+            self.wait_ready()
+            self._wait_for_nodeimages(admin)
+
+    def _wait_for_nodeimages(self, admin: kubernetes.client.ApiClient, timeout: float = READY_TIMEOUT) -> None:
+        """Every node has its NodeImage: a job created before that would not see the late nodes as targets."""
+        wanted = {node["name"] for node in self.cluster_state["nodes"]}
+        custom = kubernetes.client.CustomObjectsApi(admin)
+
+        def all_present() -> bool:
+            listed = custom.list_cluster_custom_object("prepull.io", "v1beta1", "nodeimages")
+            return wanted <= {item["metadata"]["name"] for item in listed.get("items", [])}
+
+        wait_until(all_present, timeout=timeout, interval=0.2, what="a NodeImage for every node")
 
     def _start_all(self, admin: kubernetes.client.ApiClient) -> None:
         """Peers first (pullers are given their addresses), then the pullers; each tier running before the next."""
