@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -19,40 +18,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Lowest port `free_port` hands out: above the well-known and common registered service ports.
-PORT_FLOOR = 20000
-
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now, chosen below the kernel's ephemeral range.
+    """A TCP port on 127.0.0.1 that nobody listens on right now (the kernel picks it).
 
-    A port the kernel hands out for `bind(0)` comes from the ephemeral range, which outgoing connections also
-    draw from: between our probe and the component's own bind, a client socket can take it. Ports below that
-    range are never assigned to outgoing connections, so only another deliberate listener can collide.
+    The port is free only at the moment of the probe: a caller that starts a server on it must cope with losing
+    it (see `localcluster.system.PrepullSystem`, which launches a service again on fresh ports).
     """
-    low, _ = _ephemeral_range()
-    candidates = list(range(PORT_FLOOR, low))
-    random.shuffle(candidates)
-    for port in candidates[:200]:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # everything taken: let the kernel pick
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        chosen: int = sock.getsockname()[1]
-        return chosen
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for outgoing connections' local ports (Linux default 32768-60999)."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
