@@ -8,6 +8,7 @@ some benchmarks and keeps the other sections of the results file as they were.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -40,13 +41,20 @@ def run(name: str, args: argparse.Namespace, work: Path) -> list[Section]:
         return fanout.sections(results, mode)
     if name == "nodeimages":
         count = args.nodeimages or (nodeimages.QUICK_NODES if args.quick else nodeimages.FULL_NODES)
-        return [nodeimages.section(work, count, mode)]
+        jobs = args.restart_jobs if args.restart_jobs is not None else _default_restart_jobs(args.quick)
+        return [nodeimages.section(work, count, mode, jobs)]
     if name == "idle":
-        return [idle.section(work, idle.QUICK if args.quick else idle.FULL, mode)]
+        scale = idle.QUICK if args.quick else idle.FULL
+        scale = dataclasses.replace(scale, jobs=args.idle_jobs or scale.jobs, nodes=args.idle_nodes or scale.nodes)
+        return [idle.section(work, scale, mode)]
     if name == "pulloverhead":
         shape = pulloverhead.QUICK if args.quick else pulloverhead.FULL
         return [pulloverhead.section(work, shape, mode)]
     raise ValueError(name)
+
+
+def _default_restart_jobs(quick: bool) -> int:
+    return nodeimages.QUICK_JOBS if quick else nodeimages.FULL_JOBS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="cluster start samples (full mode); default: %(default)s")
     parser.add_argument("--nodes", type=int, action="append", help="fan-out node counts (repeatable)")
     parser.add_argument("--nodeimages", type=int, help="node count of the NodeImage creation/restart benchmark")
+    parser.add_argument("--restart-jobs", type=int, help="jobs seeded for the restart (0: none)")
+    parser.add_argument("--idle-jobs", type=int, help="jobs of the idle benchmark")
+    parser.add_argument("--idle-nodes", type=int, help="nodes of the idle benchmark")
     parser.add_argument(
         "--output", type=Path, help=f"default: {RESULTS} (full), {QUICK_RESULTS} (--quick: keeps the full results)"
     )

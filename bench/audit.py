@@ -10,9 +10,10 @@ from __future__ import annotations
 import collections
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localcluster.controlplane import ControlPlane
 
@@ -69,20 +70,73 @@ class RequestCount:
     leases: int = 0
 
 
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
 def count_requests(log: Path, window: Window, identities: Mapping[str, str]) -> dict[str, RequestCount]:
     """Requests received in `window`, per label of `identities` (username → label, e.g. "scheduler")."""
     totals: collections.Counter[str] = collections.Counter()
     leases: collections.Counter[str] = collections.Counter()
+    for label, event in _events(log, window, identities):
+        totals[label] += 1
+        if (event.get("objectRef") or {}).get("resource") == "leases":
+            leases[label] += 1
+    return {label: RequestCount(totals[label], leases[label]) for label in set(identities.values())}
+
+
+def count_writes(
+    log: Path, window: Window, identities: Mapping[str, str], resource: str, *, subresource: str | None = None
+) -> dict[str, int]:
+    """Writes (create, update, patch, delete) to `resource` received in `window`, per label of `identities`.
+
+    `subresource` None counts writes to the object and to every subresource; "" only to the object itself.
+    """
+    writes: collections.Counter[str] = collections.Counter()
+    for label, event in _events(log, window, identities):
+        ref = event.get("objectRef") or {}
+        if event.get("verb") not in WRITE_VERBS or ref.get("resource") != resource:
+            continue
+        if subresource is None or ref.get("subresource", "") == subresource:
+            writes[label] += 1
+    return {label: writes[label] for label in set(identities.values())}
+
+
+def written_objects(log: Path, window: Window, identities: Mapping[str, str]) -> dict[str, list[str]]:
+    """Per label, the objects written in `window` as `resource/name[/subresource]`, repeated per write, sorted.
+
+    Leases (leader election renews them every few seconds) and Events (reports, not state) are left out.
+    """
+    written: dict[str, list[str]] = {label: [] for label in set(identities.values())}
+    for label, event in _events(log, window, identities):
+        ref = event.get("objectRef") or {}
+        if event.get("verb") not in WRITE_VERBS or ref.get("resource") in ("leases", "events"):
+            continue
+        path = "/".join(part for part in (ref.get("resource"), ref.get("name"), ref.get("subresource")) if part)
+        written[label].append(path)
+    return {label: sorted(paths) for label, paths in written.items()}
+
+
+def first_write(log: Path, window: Window, username: str, resource: str, *excluded: str) -> datetime.datetime | None:
+    """When `username` first wrote to `resource` (other than the objects named `excluded`) in `window`, or None."""
+    times = [
+        _received(event)
+        for _, event in _events(log, window, {username: username})
+        if event.get("verb") in WRITE_VERBS
+        and (event.get("objectRef") or {}).get("resource") == resource
+        and (event.get("objectRef") or {}).get("name") not in excluded
+    ]
+    return min(times, default=None)
+
+
+def _events(log: Path, window: Window, identities: Mapping[str, str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, audit event) of the identities' requests received in `window`, in log order."""
     with log.open() as handle:
         for line in handle:
             event = json.loads(line)
             label = identities.get(event.get("user", {}).get("username", ""))
-            if label is None:
-                continue
-            received = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
-            if not window.start <= received <= window.end:
-                continue
-            totals[label] += 1
-            if (event.get("objectRef") or {}).get("resource") == "leases":
-                leases[label] += 1
-    return {label: RequestCount(totals[label], leases[label]) for label in set(identities.values())}
+            if label is not None and window.start <= _received(event) <= window.end:
+                yield label, event
+
+
+def _received(event: Mapping[str, Any]) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(str(event["requestReceivedTimestamp"]).replace("Z", "+00:00"))

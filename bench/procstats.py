@@ -31,6 +31,11 @@ def usage(pid: int) -> Usage:
     return Usage(cpu_seconds=cpu, rss_bytes=memory.get("VmRSS", 0), peak_rss_bytes=memory.get("VmHWM", 0))
 
 
+def load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes, as `a / b / c` (to print next to a measurement)."""
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
 

@@ -1,7 +1,7 @@
 """nodeimage_sync: one NodeImage per Node, NodeImage maintenance, and the cluster image inventory.
 
-`app` composes the service; `logic` holds the pure decisions; `reconciler`, `triggering` and `owners` are the
-NodeImage controller's I/O side; `inventory`, `queries`, `nodewatch` and `servicer` serve `NodeInventory`.
+`app` composes the service; `logic` holds the pure decisions; `reconciler`, `triggering`, `owners` and `ownwrites`
+are the NodeImage controller's I/O side; `inventory`, `queries`, `nodewatch` and `servicer` serve `NodeInventory`.
 """
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "metrics",
     "nodewatch",
     "owners",
+    "ownwrites",
     "queries",
     "reconciler",
     "servicer",

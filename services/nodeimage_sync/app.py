@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 
 import grpc
-import kubernetes.client
 from prometheus_client import CollectorRegistry
 
 from services.nodeimage_sync import nodewatch, servicer
@@ -37,7 +36,7 @@ from services.nodeimage_sync.reconciler import NodeImageReconciler, Timing
 from services.nodeimage_sync.settings import PROG, Settings
 from services.nodeimage_sync.triggering import Triggers
 from services.shared import clock as shared_clock
-from services.shared import observability
+from services.shared import leadership, observability
 from services.shared.auth import interceptor as auth_interceptor
 from services.shared.auth import subjectaccess, tokenreview
 from services.shared.gen.prepull.v1 import inventory_pb2_grpc
@@ -74,7 +73,7 @@ class App:
         self,
         settings: Settings,
         *,
-        api_client: kubernetes.client.ApiClient | None = None,
+        api_client: client.ApiClient | None = None,
         clock: shared_clock.Clock | None = None,
     ) -> None:
         self.settings = settings
@@ -108,7 +107,9 @@ class App:
     def _build_controller(self) -> None:
         settings = self.settings
         self.queue: workqueue.WorkQueue[str] = workqueue.WorkQueue(metrics=QueueMetricsAdapter(self.metrics))
-        self.events = events.EventRecorder(self.api, component=EVENT_COMPONENT, instance=settings.identity)
+        self.events = events.EventRecorder(
+            self.api, component=EVENT_COMPONENT, instance=settings.leader_election.identity
+        )
         self.reconciler = NodeImageReconciler(
             api=self.api,
             nodes=self.nodes.store,
@@ -132,6 +133,7 @@ class App:
             owners=self.owners,
             clock=self._clock,
             creation_delay=settings.creation_delay,
+            own_writes=self.reconciler.own_writes,
         )
         self.nodes.add_handlers(triggers.node_handlers())
         self.nodeimages.add_handlers(triggers.nodeimage_handlers())
@@ -185,19 +187,9 @@ class App:
         )
 
     def _build_elector(self) -> leaderelection.LeaderElector | None:
-        settings = self.settings
-        if not settings.leader_elect:
-            return None
-        return leaderelection.LeaderElector(
+        return leadership.build_elector(
             self.api,
-            namespace=settings.lease_namespace,
-            name=settings.lease_name,
-            identity=settings.identity,
-            settings=leaderelection.ElectionSettings(
-                lease_duration=settings.lease_duration,
-                renew_deadline=settings.renew_deadline,
-                retry_period=settings.retry_period,
-            ),
+            self.settings.leader_election,
             on_started_leading=self._started_leading,
             on_stopped_leading=self._stopped_leading,
         )

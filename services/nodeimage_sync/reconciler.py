@@ -4,15 +4,21 @@ The work queue hands a node name to one worker at a time. The reconcile reads th
 from the informer caches (no request), asks `logic.lifecycle` what to do, and then:
 
 * creates the NodeImage (with the Node's labels), deletes it (guarded by its UID), or
-* maintains it: spec first (`logic.spec`); if the spec changed it is written and the reconcile ends (the
-  write's watch event brings the NodeImage back for the status pass, as upstream does); otherwise the status
-  (`logic.status`) is written if it changed, and then the Warning events for tags this pass failed are sent.
+* maintains it: spec first (`logic.spec`), then status (`logic.status`); each decision makes one write at
+  most (the spec if it changed, else the status if it changed, then the Warning events for tags that pass
+  failed). After a write the next decision is made on the object the apiserver returned, until one finds
+  nothing to write (at most `MAX_WRITES_PER_RECONCILE` writes): a tag expiring is one reconcile that writes
+  the spec and then the status, not one reconcile per write.
+
+Every version a decision was made on is recorded in `OwnWrites`, and the NodeImage event handler skips its
+watch event: our own writes do not come back as reconciles that would find nothing to do (issue 9).
 
 Writes are merge patches guarded by the resourceVersion the decision was based on. The first decision uses
 the cached object; when it turns out stale (409), the object is read from the apiserver and the decision is
 made again (`patching.retry_on_conflict`), so a concurrent puller or scheduler write is never overwritten.
-The reconcile returns when to look again: the soonest pending TTL, response timeout or deadline.
-Every write is a `nodeimage.write` span with the node's name and what was written.
+The reconcile returns when to look again: the soonest pending TTL, response timeout or deadline of the last
+decision. Every write is a `nodeimage.write` span with the node's name and what was written; a write that
+changes tag entries carrying their owners' trace contexts is a span of those jobs' traces (`logic.jobtraces`).
 """
 
 from __future__ import annotations
@@ -27,23 +33,34 @@ from datetime import timedelta
 from typing import Any, Final, Protocol
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 
-from services.nodeimage_sync.logic import lifecycle, requeue, spec, status
+from services.nodeimage_sync.logic import jobtraces, lifecycle, requeue, spec, status
 from services.nodeimage_sync.logic.lifecycle import NodeFacts, Step
 from services.nodeimage_sync.metrics import Metrics
 from services.nodeimage_sync.owners import OwnerResolver
+from services.nodeimage_sync.ownwrites import OwnWrites
 from services.shared import clock
 from services.shared.api import constants, wire
 from services.shared.api.meta import ObjectReference
 from services.shared.api.nodeimage import NodeImage
 from services.shared.kube import controller, errors, objects, patching, resources, store
-from services.shared.telemetry import attributes
+from services.shared.telemetry import attributes, propagation
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 WRITE_ACTION: Final = "prepull.nodeimage.write"
 """Span attribute: what a NodeImage write did (`create`, `delete`, `spec`, `status`)."""
+
+WRITE_CHANGES: Final = "prepull.nodeimage.changes"
+"""Span attribute: what a spec or status write changed, one line per change (as the log line says)."""
+
+MAX_WRITES_PER_RECONCILE = 3
+"""A spec write and a status write is what one change needs; one more for a decision that still differs."""
+
+MAX_TRACE_LINKS = 32
+"""Owner traces linked from one write; more would bury the span (the newest owner's trace is the parent)."""
 
 FAILURE_REASON = "PullImageFailed"
 """Upstream's event reason for pulls failed by the NodeImage controller (and by the daemon)."""
@@ -75,6 +92,8 @@ class _Write:
     to_status: bool
     changes: tuple[str, ...]
     failures: tuple[status.Failure, ...] = ()
+    traces: tuple[str, ...] = ()
+    """`traceparent`s of the jobs whose tag entries the write changes, newest last."""
 
 
 class NodeImageReconciler:
@@ -90,6 +109,7 @@ class NodeImageReconciler:
         timing: the timers.
         clock: wall-clock time for the decisions.
         rng: jitter for short requeues.
+        own_writes: where decided-on versions are recorded (`own_writes` exposes it for the event handler).
     """
 
     def __init__(
@@ -104,7 +124,10 @@ class NodeImageReconciler:
         timing: Timing,
         clock: clock.Clock,
         rng: random.Random | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> None:
+        self.own_writes = own_writes or OwnWrites()
+        """Versions already acted on: the NodeImage event handler skips their watch events."""
         self._api = api
         self._nodes = nodes
         self._nodeimages = nodeimages
@@ -189,30 +212,54 @@ class NodeImageReconciler:
     def _maintain(self, cached: objects.RawObject, node: NodeFacts | None) -> controller.Result:
         name = str(cached["metadata"]["name"])
         waits: list[float | None] = []
-        unread = iter((cached,))  # decide on the cached copy first; after a conflict, on a fresh read
+        with self.own_writes.acting(name) as decided_on:
+            current = cached
+            for _ in range(MAX_WRITES_PER_RECONCILE):
+                try:
+                    written = self._write_once(name, current, node, waits, decided_on)
+                except errors.NotFound:
+                    return controller.Result()
+                if written is None:
+                    break
+                current = written
+        delay = requeue.requeue_after(
+            waits, minimum=self._timing.min_requeue, jitter=self._timing.requeue_jitter, rand=self._rng.random()
+        )
+        return controller.Result(requeue_after=delay)
+
+    def _write_once(
+        self,
+        name: str,
+        start: objects.RawObject,
+        node: NodeFacts | None,
+        waits: list[float | None],
+        decided_on: list[str],
+    ) -> objects.RawObject | None:
+        """Decide on `start` (on a fresh read after a conflict) and make that write; the written object, or None
+        when the decision found nothing to write. `waits` ends up holding the last decision's timers."""
+        unread = iter((start,))
 
         def read() -> objects.RawObject:
             return next(unread, None) or self._api.get(resources.NODE_IMAGES, name)
 
         def decide(raw: objects.RawObject) -> _Write | None:
             waits.clear()
-            return self._decide(raw, node, waits)
+            decision = self._decide(raw, node, waits)
+            decided_on.append(str((raw.get("metadata") or {}).get("resourceVersion") or ""))
+            return decision
 
-        def write(raw: objects.RawObject, decided: _Write) -> _Write:
-            with _write_span(name, "status" if decided.to_status else "spec"):
-                patching.write(self._api, resources.NODE_IMAGES, raw, decided.patch, status=decided.to_status)
-            return decided
+        def write(raw: objects.RawObject, decided: _Write) -> tuple[_Write, objects.RawObject]:
+            action = "status" if decided.to_status else "spec"
+            with _write_span(name, action, changes=decided.changes, traces=decided.traces):
+                written = patching.write(self._api, resources.NODE_IMAGES, raw, decided.patch, status=decided.to_status)
+            return decided, written
 
-        try:
-            written = patching.retry_on_conflict(read, decide, write)
-        except errors.NotFound:
-            return controller.Result()
-        if written is not None:
-            self._after_write(name, written)
-        delay = requeue.requeue_after(
-            waits, minimum=self._timing.min_requeue, jitter=self._timing.requeue_jitter, rand=self._rng.random()
-        )
-        return controller.Result(requeue_after=delay)
+        outcome = patching.retry_on_conflict(read, decide, write)
+        if outcome is None:
+            return None
+        decided, written = outcome
+        self._after_write(name, decided)
+        return written
 
     def _decide(self, raw: objects.RawObject, node: NodeFacts | None, waits: list[float | None]) -> _Write | None:
         nodeimage = NodeImage.from_dict(raw)
@@ -225,7 +272,8 @@ class NodeImageReconciler:
         if spec_plan.changed:
             patch = _spec_patch(raw, spec_plan)
             if patch:
-                return _Write(patch, to_status=False, changes=spec_plan.changes)
+                traces = jobtraces.changed_entry_traces(nodeimage.spec, spec_plan.spec)
+                return _Write(patch, to_status=False, changes=spec_plan.changes, traces=traces)
         status_plan = status.maintain_status(
             nodeimage, now=now, response_timeout=timedelta(seconds=self._timing.response_timeout)
         )
@@ -238,7 +286,8 @@ class NodeImageReconciler:
         changes = tuple(f"image {f.image} tag {f.tag}: {f.message}" for f in status_plan.failures) or (
             "status entries pruned and counts recomputed",
         )
-        return _Write(patch, to_status=True, changes=changes, failures=status_plan.failures)
+        traces = jobtraces.entry_traces(nodeimage.spec, ((f.image, f.tag) for f in status_plan.failures))
+        return _Write(patch, to_status=True, changes=changes, failures=status_plan.failures, traces=traces)
 
     def _resolve_owners(self, nodeimage: NodeImage) -> dict[spec.OwnerKey, bool]:
         lookups = self._owners.lookups
@@ -263,10 +312,24 @@ class NodeImageReconciler:
             self._events.warning(nodeimage_ref, FAILURE_REASON, message)
 
 
-def _write_span(name: str, action: str) -> AbstractContextManager[trace.Span]:
-    """A `nodeimage.write` span for one write to the NodeImage `name` (`create`, `delete`, `spec`, `status`)."""
+def _write_span(
+    name: str, action: str, *, changes: tuple[str, ...] = (), traces: tuple[str, ...] = ()
+) -> AbstractContextManager[trace.Span]:
+    """A `nodeimage.write` span for one write to the NodeImage `name` (`create`, `delete`, `spec`, `status`).
+
+    With `traces` (the owning jobs' contexts of the entries it changes, newest last) the span is a child of the
+    newest and links to the others, so each job's trace shows what happened to its tags; else a root.
+    """
+    contexts = [found for found in map(propagation.span_context_from_traceparent, traces) if found is not None]
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[-1]), Context()) if contexts else Context()
+    span_attributes: dict[str, Any] = {attributes.K8S_NODE_NAME: name, WRITE_ACTION: action}
+    if changes:
+        span_attributes[WRITE_CHANGES] = changes
     return tracer.start_as_current_span(
-        "nodeimage.write", attributes={attributes.K8S_NODE_NAME: name, WRITE_ACTION: action}
+        "nodeimage.write",
+        context=parent,
+        links=[trace.Link(each) for each in contexts[:-1][-MAX_TRACE_LINKS:]],
+        attributes=span_attributes,
     )
 
 

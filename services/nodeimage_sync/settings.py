@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.nodeimage_sync.logic import labelselector
+from services.shared import leadership
 from services.shared import settings as shared_settings
-from services.shared.kube import leaderelection
 
 PROG = "prepull-nodeimage-sync"
 DEFAULTS = shared_settings.CommonDefaults(grpc_address="[::]:9092", metrics_address=":8084", health_address=":8085")
 PULLER_SERVICE_ACCOUNT = "system:serviceaccount:prepull-system:prepull-puller"
+LEASE_NAME = "prepull-nodeimage-sync"
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,10 @@ class Settings:
     """Random spread added to short waits (upstream's 2 s)."""
     node_selector: str = ""
     """Manage only Nodes (and NodeImages) with these labels; empty: all. For sharding and isolated tests."""
-    leader_elect: bool = True
-    lease_namespace: str = "prepull-system"
-    lease_name: str = "prepull-nodeimage-sync"
-    identity: str = ""
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    leader_election: leadership.LeaderElectionSettings = field(
+        default_factory=lambda: leadership.LeaderElectionSettings(resource_name=LEASE_NAME)
+    )
+    """The `--leader-elect*` flags shared with the scheduler; the identity is also the Events' reporting instance."""
     puller_service_account: str = PULLER_SERVICE_ACCOUNT
     """The only identity allowed to report inventories (design §2)."""
     inventory_max_images: int = 4096
@@ -69,20 +67,7 @@ def build_parser() -> shared_settings.FlagParser:
     parser.add_argument(
         "--node-selector", type=_selector, default="", help="only Nodes with these labels (kubectl -l syntax)"
     )
-    parser.add_argument(
-        "--leader-elect", action=argparse.BooleanOptionalAction, default=True, help="elect a leader via a Lease"
-    )
-    parser.add_env_argument("--lease-namespace", env="POD_NAMESPACE", default="prepull-system", help="Lease namespace")
-    parser.add_argument("--lease-name", default="prepull-nodeimage-sync", help="Lease name")
-    parser.add_env_argument(
-        "--identity",
-        env="POD_NAME",
-        default=None,
-        help="candidate identity (default: host name and a random suffix)",
-    )
-    parser.add_argument("--lease-duration", type=duration, default="15s", help="Lease duration")
-    parser.add_argument("--renew-deadline", type=duration, default="10s", help="leader steps down after this")
-    parser.add_argument("--retry-period", type=duration, default="2s", help="Lease acquire/renew period")
+    leadership.add_flags(parser, resource_name=LEASE_NAME)
     parser.add_argument(
         "--puller-service-account", default=PULLER_SERVICE_ACCOUNT, help="username allowed to report inventories"
     )
@@ -102,8 +87,6 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         shared_settings.SettingsError: a flag is invalid; the message says which.
     """
     flags = build_parser().parse_flags(argv, environ)
-    if not flags.lease_duration > flags.renew_deadline > flags.retry_period:
-        raise shared_settings.SettingsError(f"{PROG}: need --lease-duration > --renew-deadline > --retry-period")
     return Settings(
         common=shared_settings.CommonSettings.from_flags(flags),
         creation_delay=flags.creation_delay.total_seconds(),
@@ -112,13 +95,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         min_requeue=flags.min_requeue.total_seconds(),
         requeue_jitter=flags.requeue_jitter.total_seconds(),
         node_selector=flags.node_selector,
-        leader_elect=flags.leader_elect,
-        lease_namespace=flags.lease_namespace,
-        lease_name=flags.lease_name,
-        identity=leaderelection.default_identity(flags.identity),
-        lease_duration=flags.lease_duration.total_seconds(),
-        renew_deadline=flags.renew_deadline.total_seconds(),
-        retry_period=flags.retry_period.total_seconds(),
+        leader_election=leadership.from_flags(flags),
         puller_service_account=flags.puller_service_account,
         inventory_max_images=flags.inventory_max_images,
         inventory_max_names=flags.inventory_max_names,

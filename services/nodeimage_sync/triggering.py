@@ -1,7 +1,8 @@
 """Informer events → node names on the work queue (upstream §4.1 and §4.3's event handlers).
 
 * Every NodeImage event enqueues its name: the NodeImage is what we maintain, and its changes (a puller's
-  status, a scheduler's new tag) can start a timer.
+  status, a scheduler's new tag) can start a timer. The exception is an update to a version the reconciler
+  has already decided on (`OwnWrites`: mostly the echo of its own write), which holds nothing new.
 * A Node event enqueues its name only when it can matter (`logic.triggers`); kubelet heartbeats do not.
 * An ImagePullJob delete enqueues every NodeImage that names the job, found by scanning the NodeImage cache
   (memory only, once per deleted job), and tells the owner resolver the job is gone. So the job's tags leave
@@ -18,6 +19,7 @@ from typing import Any
 from services.nodeimage_sync.logic import triggers
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
 from services.nodeimage_sync.owners import OwnerResolver
+from services.nodeimage_sync.ownwrites import OwnWrites
 from services.shared import clock
 from services.shared.kube import informer, store, workqueue
 
@@ -31,6 +33,7 @@ class Triggers:
         owners: told about deleted jobs.
         clock: wall-clock time for the creation delay.
         creation_delay: seconds a Node must have been Ready before it gets a NodeImage.
+        own_writes: versions the reconciler has already acted on; None enqueues every NodeImage update.
     """
 
     def __init__(
@@ -41,7 +44,9 @@ class Triggers:
         owners: OwnerResolver,
         clock: clock.Clock,
         creation_delay: float,
+        own_writes: OwnWrites | None = None,
     ) -> None:
+        self._own_writes = own_writes
         self._queue = queue
         self._nodeimages = nodeimages
         self._owners = owners
@@ -57,11 +62,11 @@ class Triggers:
         )
 
     def nodeimage_handlers(self) -> informer.Handlers:
-        """Handlers for the NodeImage informer: every event enqueues the name."""
+        """Handlers for the NodeImage informer: every event enqueues the name, except an already acted-on update."""
         return informer.Handlers(
             on_add=self._enqueue_object,
-            on_update=lambda _old, new: self._enqueue_object(new),
-            on_delete=self._enqueue_object,
+            on_update=lambda _old, new: self._nodeimage_updated(new),
+            on_delete=self._nodeimage_deleted,
         )
 
     def job_handlers(self) -> informer.Handlers:
@@ -85,6 +90,16 @@ class Triggers:
 
     def _enqueue_object(self, raw: Mapping[str, Any]) -> None:
         self._queue.add(str(raw["metadata"]["name"]))
+
+    def _nodeimage_updated(self, raw: Mapping[str, Any]) -> None:
+        if self._own_writes is not None and self._own_writes.is_echo(raw):
+            return
+        self._enqueue_object(raw)
+
+    def _nodeimage_deleted(self, raw: Mapping[str, Any]) -> None:
+        if self._own_writes is not None:
+            self._own_writes.forget(str(raw["metadata"]["name"]))
+        self._enqueue_object(raw)
 
     def _job_deleted(self, raw: Mapping[str, Any]) -> None:
         self._owners.job_deleted(raw)

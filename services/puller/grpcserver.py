@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import grpc
-import kubernetes.client
 
 from services.puller import localpull, servicer
 from services.puller.settings import PullerSettings
 from services.shared.auth import interceptor as auth_interceptor
 from services.shared.auth import subjectaccess, tokenreview
 from services.shared.gen.prepull.v1 import puller_pb2_grpc
+from services.shared.kube import client
 from services.shared.rpc import health, status
 from services.shared.rpc import server as rpc_server
 from services.shared.telemetry import instrumentation
@@ -18,7 +18,7 @@ __all__ = ["build"]
 
 
 def build(
-    settings: PullerSettings, pulls: localpull.LocalPulls, api_client: kubernetes.client.ApiClient | None
+    settings: PullerSettings, pulls: localpull.LocalPulls, api_client: client.ApiClient | None
 ) -> tuple[grpc.Server, int, health.Health]:
     """A bound, not yet started server; `api_client` reviews tokens and access (required when `settings.auth`)."""
     interceptors: list[grpc.ServerInterceptor] = [instrumentation.server_interceptor()]

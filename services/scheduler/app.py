@@ -12,7 +12,6 @@ import random
 import threading
 
 import grpc
-import kubernetes.client
 
 from services.scheduler import (
     credentials_servicer,
@@ -25,14 +24,14 @@ from services.scheduler import (
 from services.scheduler.metrics import ControllerQueueMetrics, SchedulerMetrics
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.view import ClusterView
-from services.shared import observability
+from services.shared import leadership, observability
 from services.shared.auth.interceptor import AuthInterceptor
 from services.shared.auth.policy import PolicyTable
 from services.shared.auth.subjectaccess import SubjectAccessReviewer
 from services.shared.auth.tokenreview import TokenReviewAuthenticator
 from services.shared.clock import Clock, SystemClock
 from services.shared.gen.prepull.v1 import credentials_pb2_grpc, jobs_pb2_grpc
-from services.shared.kube import client, controller, events, informer, kubeapi, leaderelection, resources, workqueue
+from services.shared.kube import client, controller, events, informer, kubeapi, resources, workqueue
 from services.shared.rpc import server as rpc_server
 from services.shared.rpc.health import Health
 from services.shared.rpc.status import DEFAULT_TABLE, StatusInterceptor
@@ -51,7 +50,7 @@ class SchedulerApp:
     def __init__(
         self,
         settings: SchedulerSettings,
-        api_client: kubernetes.client.ApiClient,
+        api_client: client.ApiClient,
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -68,7 +67,9 @@ class SchedulerApp:
         )
         self.metrics = SchedulerMetrics()
         self.expectations = expectations.Expectations(settings.expectation_timeout_seconds)
-        self.recorder = events.EventRecorder(self.api, component="prepull-scheduler", instance=settings.leader_identity)
+        self.recorder = events.EventRecorder(
+            self.api, component="prepull-scheduler", instance=settings.leader_election.identity
+        )
         self._lock = threading.Lock()
         self._job_controller: controller.Controller[str] | None = None
         self._list_controller: controller.Controller[str] | None = None
@@ -128,21 +129,12 @@ class SchedulerApp:
             registry=self.metrics.registry,
         )
         self._stopped = False
-        self._elector: leaderelection.LeaderElector | None = None
-        if settings.leader_election:
-            self._elector = leaderelection.LeaderElector(
-                self.api,
-                namespace=settings.leader_election_namespace,
-                name=settings.leader_election_name,
-                identity=settings.leader_identity,
-                settings=leaderelection.ElectionSettings(
-                    lease_duration=settings.lease_duration_seconds,
-                    renew_deadline=settings.renew_deadline_seconds,
-                    retry_period=settings.retry_period_seconds,
-                ),
-                on_started_leading=self.start_leading,
-                on_stopped_leading=self.stop_leading,
-            )
+        self._elector = leadership.build_elector(
+            self.api,
+            settings.leader_election,
+            on_started_leading=self.start_leading,
+            on_stopped_leading=self.stop_leading,
+        )
 
     # --- life cycle ------------------------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 After the scheduler writes a tag entry, the NodeImage in the cache is stale until the watch delivers the new
 version. Deciding from the stale copy would count the node as not synced and start another node: parallelism
 exceeded (upstream #1271). So each write records the resourceVersion it produced; while the cache is older,
-the job waits. The informer handler reports each version it sees, which releases the waiting jobs at once;
-a timeout (`--expectation-timeout`) stops a lost event from blocking a job forever.
+the job waits. The informer handler reports each version it sees, which releases the waiting jobs at once
+(the writer, and every job that found the write pending); a timeout (`--expectation-timeout`) stops a lost
+event from blocking a job forever.
 
 resourceVersions are opaque strings in the API contract; etcd-backed apiservers issue increasing integers,
 which is what upstream relies on too. Unparsable ones are treated as satisfied.
@@ -56,8 +57,13 @@ class Expectations:
             del self._pending[key]
             return pending.waiters
 
-    def satisfied(self, key: str, cached_version: str | None, now: float) -> bool:
-        """True when nothing is pending for `key`, the cache caught up, or the wait timed out."""
+    def satisfied(self, key: str, cached_version: str | None, now: float, *, waiter: Hashable | None = None) -> bool:
+        """True when nothing is pending for `key`, the cache caught up, or the wait timed out.
+
+        While it is still pending, `waiter` (when given) is released with the write like its author: a job that
+        finds another job's write to a shared NodeImage in flight is re-queued by that write's event instead of
+        sleeping through the fallback requeue (nothing else wakes it when the write concerns another image).
+        """
         with self._lock:
             pending = self._pending.get(key)
             if pending is None:

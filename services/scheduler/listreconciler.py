@@ -1,9 +1,15 @@
 """The ImageListPullJob controller's I/O (upstream §3): one child ImagePullJob per image.
 
-Per list job: label it with the template hash; if finished, apply its TTL and stop (children go by their own
-TTL or by garbage collection through their owner reference); otherwise wait until our last child creations and
-deletions show in the cache, compute the status from the children, create missing children in slow-start
-batches, delete children of removed images or an older template, and write the status if it changed.
+Per list job: label it with the template hash and record its trace context (one write, on first sight); if
+finished, apply its TTL and stop (children go by their own TTL or by garbage collection through their owner
+reference); otherwise wait until our last child creations and deletions show in the cache, compute the status
+from the children, create missing children in slow-start batches, delete children of removed images or an
+older template, and write the status if it changed.
+
+Tracing (design §4, `tracecontext`): the list job has one trace, started on its first reconcile and recorded
+in its `prepull.io/trace-context` annotation. Every reconcile is a `reconcile` span of it, and every child is
+created with its own annotation already set to a span of that trace, so the children's spans (the scheduler's,
+nodeimage_sync's and the pullers') all land in the list job's trace.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.context import Context
+
+from services.scheduler import tracecontext
 from services.scheduler.logic import completion, listjobs
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.view import ClusterView
@@ -22,6 +31,7 @@ from services.shared.api.imagelistpulljob import ImageListPullJob
 from services.shared.api.imagepulljob import ImagePullJob
 from services.shared.clock import Clock
 from services.shared.kube import controller, errors, events, objects, patching, resources
+from services.shared.telemetry import attributes, propagation
 
 __all__ = ["ListJobReconciler"]
 
@@ -53,17 +63,51 @@ class ListJobReconciler:
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[float, set[str], set[str]]] = {}
         """List job key → (deadline, child names created but unseen, child names deleted but still seen)."""
+        self._traces = tracecontext.JobTraces()
 
     def reconcile(self, key: str) -> controller.Result | None:
-        """One pass over the list job `key`; raises to be retried with back-off."""
+        """One pass over the list job `key` (a `reconcile` span of its trace); raises to be retried with back-off."""
         self._metrics.reconciles.labels(CONTROLLER).inc()
+        context, uid = self._job_context(key)
+        span = (
+            tracecontext.tracer.start_as_current_span(
+                "reconcile", context=context, attributes=_job_attributes(key, uid)
+            )
+            if context is not None
+            else contextlib.nullcontext()
+        )
         try:
-            return self._reconcile(key)
+            with span:
+                return self._reconcile(key)
         except Exception as error:
             self._metrics.reconcile_errors.labels(CONTROLLER).inc()
             if isinstance(error, errors.KubeError):
                 self._metrics.api_errors.labels(CONTROLLER, type(error).__name__).inc()
             raise
+
+    def _job_context(self, key: str) -> tuple[Context | None, str]:
+        """The list job's trace context and uid (its trace starts here on first sight); none once it is gone."""
+        raw = self._view.list_jobs.raw(key)
+        metadata = (raw or {}).get("metadata") or {}
+        uid = str(metadata.get("uid") or "")
+        if raw is None or not uid:
+            return None, uid
+        if metadata.get("deletionTimestamp"):
+            self._traces.forget(uid)
+            annotation = (metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)
+            traced = tracecontext.is_valid(annotation)
+            return (propagation.context_from_traceparent(annotation) if traced else None), uid
+        return propagation.context_from_traceparent(self._traceparent(raw)), uid
+
+    def _traceparent(self, raw: objects.RawObject) -> str:
+        metadata = raw.get("metadata") or {}
+        return self._traces.traceparent(
+            annotation=(metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT),
+            namespace=str(metadata.get("namespace") or ""),
+            name=str(metadata.get("name") or ""),
+            uid=str(metadata.get("uid") or ""),
+            kind=constants.KIND_IMAGE_LIST_PULL_JOB,
+        )
 
     def _reconcile(self, key: str) -> controller.Result | None:
         raw = self._view.list_jobs.raw(key)
@@ -79,13 +123,7 @@ class ListJobReconciler:
         if job.metadata.deletion_timestamp is not None:
             return None
         current_hash = listjobs.template_hash(job)
-        if (job.metadata.labels or {}).get(constants.LABEL_CONTROLLER_REVISION_HASH) != current_hash:
-            patching.write(
-                self._api,
-                resources.IMAGE_LIST_PULL_JOBS,
-                raw,
-                {"metadata": {"labels": {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash}}},
-            )
+        if self._ensure_metadata(raw, current_hash):
             return None
         now = self._clock.now()
         if job.status is not None and job.status.completion_time is not None:
@@ -108,6 +146,19 @@ class ListJobReconciler:
                 status=True,
             )
         return None
+
+    def _ensure_metadata(self, raw: objects.RawObject, current_hash: str) -> bool:
+        """Label the list job with its template hash and record its trace context if missing; True on a write."""
+        metadata = raw.get("metadata") or {}
+        patch: dict[str, Any] = {}
+        if (metadata.get("labels") or {}).get(constants.LABEL_CONTROLLER_REVISION_HASH) != current_hash:
+            patch["labels"] = {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash}
+        if not tracecontext.is_valid((metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)):
+            patch["annotations"] = {constants.ANNOTATION_TRACE_CONTEXT: self._traceparent(raw)}
+        if not patch:
+            return False
+        patching.write(self._api, resources.IMAGE_LIST_PULL_JOBS, raw, {"metadata": patch})
+        return True
 
     def _finished(self, job: ImageListPullJob, now: datetime) -> controller.Result | None:
         status = job.status
@@ -173,18 +224,40 @@ class ListJobReconciler:
         self, key: str, raw: objects.RawObject, job: ImageListPullJob, images: tuple[str, ...], current_hash: str
     ) -> None:
         remaining = list(images)
+        list_traceparent = self._traceparent(raw)
         for batch in listjobs.slow_start_batches(len(images)):
             chunk, remaining = remaining[:batch], remaining[batch:]
             for image in chunk:
-                created = self._api.create(
-                    resources.IMAGE_PULL_JOBS, _child_body(job, image, current_hash), namespace=job.metadata.namespace
-                )
-                name = str((created.get("metadata") or {}).get("name"))
+                name = self._create_child(job, image, current_hash, list_traceparent)
                 self._remember(key, created={name})
                 self._recorder.normal(raw, reason="SuccessfulCreate", message=f"Create ImagePullJob {name}")
 
+    def _create_child(self, job: ImageListPullJob, image: str, current_hash: str, list_traceparent: str) -> str:
+        """Create the child for `image`, its trace context a span of the list job's trace; the child's name."""
+        with tracecontext.ChildJobTrace(
+            list_traceparent=list_traceparent,
+            namespace=job.metadata.namespace,
+            list_name=job.metadata.name,
+            image=image,
+        ) as child_trace:
+            body = _child_body(job, image, current_hash, child_trace.traceparent)
+            created = self._api.create(resources.IMAGE_PULL_JOBS, body, namespace=job.metadata.namespace)
+            metadata = created.get("metadata") or {}
+            child_trace.name(name=str(metadata.get("name")), uid=str(metadata.get("uid") or ""))
+        return str(metadata.get("name"))
 
-def _child_body(job: ImageListPullJob, image: str, current_hash: str) -> dict[str, Any]:
+
+def _job_attributes(key: str, uid: str) -> dict[str, str]:
+    namespace, _, name = key.rpartition("/")
+    return {
+        attributes.JOB_KIND: constants.KIND_IMAGE_LIST_PULL_JOB,
+        attributes.JOB_UID: uid,
+        attributes.K8S_NAMESPACE_NAME: namespace,
+        attributes.JOB_NAME: name,
+    }
+
+
+def _child_body(job: ImageListPullJob, image: str, current_hash: str, traceparent: str) -> dict[str, Any]:
     spec = job.spec.child_spec(image).to_dict()
     return {
         "apiVersion": constants.API_VERSION,
@@ -193,6 +266,7 @@ def _child_body(job: ImageListPullJob, image: str, current_hash: str) -> dict[st
             "generateName": f"{job.metadata.name}-",
             "namespace": job.metadata.namespace,
             "labels": {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash},
+            "annotations": {constants.ANNOTATION_TRACE_CONTEXT: traceparent},
             "ownerReferences": [
                 {
                     "apiVersion": constants.API_VERSION,

@@ -7,11 +7,13 @@ Per job key:
    it is deleted when the TTL runs out (re-queued until then).
 3. First sight: add the finalizer and the trace-context annotation: the context of the job's root span, started
    and ended here (design §4, `tracecontext`).
-4. Select targets, wait while any targeted NodeImage lacks our last write, compute the status, write tag
-   entries into up to `parallelism - active` not-synced nodes (and, without taking a slot, into nodes whose
-   entry must follow an edited pull policy), then write the status if it changed. A running job with a
-   deadline is re-queued for it. Tag writes start from the cached NodeImage and carry its resourceVersion as
-   a precondition; a conflict re-reads from the apiserver and decides again.
+4. Select targets, wait while any targeted NodeImage lacks our last write (that write's event re-queues the
+   job, whichever job made it), compute the status, write tag entries into up to `parallelism - active`
+   not-synced nodes (and, without taking a slot, into nodes whose entry must follow an edited pull policy),
+   then write the status if it changed. A running job with a deadline is re-queued for it. Tag writes start
+   from the cached NodeImage and carry its resourceVersion as a precondition; a conflict re-reads from the
+   apiserver and decides again. The writes of one reconcile overlap (`writepool`, at most
+   `--nodeimage-write-workers` in flight over all jobs); the nodes are chosen before the first one.
 
 Every reconcile of a job is a `reconcile` span in the job's trace, and each tag-entry write a `nodeimage.write`
 span inside it; a job already being deleted gets no span unless it was traced before.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import random
 import threading
@@ -35,7 +38,7 @@ from opentelemetry.context import Context
 
 from services.scheduler import dispatcher as dispatcher_module
 from services.scheduler import expectations as expectations_module
-from services.scheduler import tracecontext
+from services.scheduler import tracecontext, writepool
 from services.scheduler.logic import completion, inflight, rollout, tagentries, tagpolicy, targets
 from services.scheduler.logic import status as job_status
 from services.scheduler.logic.labels import UnknownOperatorError
@@ -92,6 +95,7 @@ class JobReconciler:
         """With cluster or registry caps, one job at a time counts pulls in flight and starts nodes."""
         self._capped = settings.max_pulls_in_flight > 0 or settings.max_pulls_in_flight_per_registry > 0
         self._capacity_waiters: set[str] = set()
+        self._writes = writepool.WritePool(settings.nodeimage_write_workers)
         self._traces = tracecontext.JobTraces()
         self.reconcile_counts: collections.Counter[str] = collections.Counter()
         """Reconciles per job key: the test hook for wake-up selectivity (the metric has no per-job label)."""
@@ -110,9 +114,13 @@ class JobReconciler:
             if context is not None
             else contextlib.nullcontext()
         )
+        import time as _t
+        _t0 = _t.monotonic()
         try:
             with span:
-                return self._reconcile(key)
+                _r = self._reconcile(key)
+                log.info("DIAG reconcile %s took %.3f result=%s", key, _t.monotonic() - _t0, _r)
+                return _r
         except Exception as error:
             self._metrics.reconcile_errors.labels(CONTROLLER).inc()
             if isinstance(error, errors.KubeError):
@@ -156,6 +164,7 @@ class JobReconciler:
         if not self._expectations.satisfied(
             job_expectation_key(key), metadata.get("resourceVersion"), self._clock.monotonic()
         ):
+            log.info("DIAG job pending %s", metadata.get("resourceVersion"))
             return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
         try:
             job = self._view.jobs.typed(raw)
@@ -245,7 +254,8 @@ class JobReconciler:
         mono = self._clock.monotonic()
         for node in chosen_targets:
             name = dispatcher_module.node_image_key(node.metadata.name)
-            if not self._expectations.satisfied(name, node.metadata.resource_version, mono):
+            if not self._expectations.satisfied(name, node.metadata.resource_version, mono, waiter=key):
+                log.info("DIAG node %s pending (cache %s)", name, node.metadata.resource_version)
                 return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
         if job.status is None:
             self._check_secrets(raw, job)
@@ -302,10 +312,24 @@ class JobReconciler:
             if self._capped:
                 self._wait_for_capacity(key, blocked=free < len(observation.not_synced))
             chosen = rollout.choose_nodes(observation.not_synced, free)
+            log.info("DIAG active=%s succeeded=%s free=%s chosen=%d notsynced=%d", observation.status.active, observation.status.succeeded, free, len(chosen), len(observation.not_synced))
             chosen += self._stale_policies(job, nodes, entry.image, entry.tag, exclude=set(chosen))
             refs = _secret_refs(job)
-            for name in chosen:
-                self._write_tag_entry(key, job, node_name=name, image=entry.image, tag=entry.tag, refs=refs, now=now)
+            self._writes.run_all(
+                [
+                    functools.partial(
+                        self._write_tag_entry,
+                        key,
+                        job,
+                        node_name=name,
+                        image=entry.image,
+                        tag=entry.tag,
+                        refs=refs,
+                        now=now,
+                    )
+                    for name in chosen
+                ]
+            )
         return None
 
     def _stale_policies(
@@ -420,6 +444,7 @@ class JobReconciler:
             except errors.NotFound:
                 span.set_attribute(attributes.ERROR_TYPE, "NotFound")
                 return
+        log.info("DIAG wrote %s rv=%s", node_name, (written or {}).get("metadata", {}).get("resourceVersion"))
         if written is not None:
             self._metrics.tag_entries_written.inc()
             self._expectations.expect(

@@ -5,19 +5,19 @@ Tests shorten timers by building `SchedulerSettings` directly; operators tune th
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.scheduler.logic.tagpolicy import TagPolicySettings
+from services.shared import leadership
 from services.shared import settings as common
-from services.shared.kube import leaderelection
 
 __all__ = ["SchedulerSettings", "parse"]
 
 DEFAULT_PULLER_USERNAME = "system:serviceaccount:prepull-system:prepull-puller"
 DEFAULT_JOBS_AUDIENCE = "prepull.io/jobs"
+LEASE_NAME = "prepull-scheduler"
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class SchedulerSettings:
     """Fallback requeue while our own NodeImage write is not yet in the cache (upstream #1528: 5 s)."""
     expectation_timeout_seconds: float = 300.0
     """`--expectation-timeout`: after this long an unseen write is no longer waited for (upstream 5 m)."""
+    nodeimage_write_workers: int = 16
+    """`--nodeimage-write-workers`: tag-entry writes in flight at once, over all jobs (1: one after another)."""
     minimum_deadline_requeue_seconds: float = 1.0
     max_pulls_in_flight: int = 0
     """Cluster-wide cap on nodes pulling for any job; 0: no cap."""
@@ -47,13 +49,10 @@ class SchedulerSettings:
     puller_username: str = DEFAULT_PULLER_USERNAME
     jobs_audience: str = DEFAULT_JOBS_AUDIENCE
     """Token audience callers of the `Jobs` service present (checked by TokenReview)."""
-    leader_election: bool = True
-    leader_election_namespace: str = "prepull-system"
-    leader_election_name: str = "prepull-scheduler"
-    leader_identity: str = field(default_factory=lambda: leaderelection.default_identity(os.environ.get("POD_NAME")))
-    lease_duration_seconds: float = 15.0
-    renew_deadline_seconds: float = 10.0
-    retry_period_seconds: float = 2.0
+    leader_election: leadership.LeaderElectionSettings = field(
+        default_factory=lambda: leadership.LeaderElectionSettings(resource_name=LEASE_NAME)
+    )
+    """The `--leader-elect*` flags shared with nodeimage_sync; the identity is also the Events' reporting instance."""
 
 
 def _seconds(text: str) -> float:
@@ -91,6 +90,12 @@ def _parser() -> common.FlagParser:
         help="requeue delay while our own NodeImage write is not yet seen in the cache",
     )
     add("--expectation-timeout", type=_seconds, default="5m", help="stop waiting for an unseen write after this")
+    add(
+        "--nodeimage-write-workers",
+        type=int,
+        default=16,
+        help="NodeImage tag-entry writes in flight at once, over all jobs (1: one after another)",
+    )
     add("--minimum-deadline-requeue", type=_seconds, default="1s", help="shortest requeue for a job deadline")
     add("--max-pulls-in-flight", type=int, default=0, help="cluster-wide cap on nodes pulling at once; 0: none")
     add(
@@ -105,17 +110,7 @@ def _parser() -> common.FlagParser:
         help="username of the puller ServiceAccount, the only caller of Credentials",
     )
     add("--jobs-audience", default=DEFAULT_JOBS_AUDIENCE, help="token audience required of Jobs service callers")
-    add(
-        "--leader-elect",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="reconcile only while holding the Lease",
-    )
-    add("--leader-election-namespace", default="prepull-system", help="namespace of the Lease")
-    add("--leader-election-name", default="prepull-scheduler", help="name of the Lease")
-    add("--lease-duration", type=_seconds, default="15s", help="Lease duration")
-    add("--renew-deadline", type=_seconds, default="10s", help="leader gives up after failing to renew this long")
-    add("--retry-period", type=_seconds, default="2s", help="pause between Lease attempts")
+    leadership.add_flags(parser, resource_name=LEASE_NAME)
     return parser
 
 
@@ -123,6 +118,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sche
     """Settings from command-line flags (and the environment variables the common flags read)."""
     flags = _parser().parse_flags(argv, os.environ if environ is None else environ)
     base = common.CommonSettings.from_flags(flags)
+    if flags.nodeimage_write_workers < 1:
+        raise SystemExit("--nodeimage-write-workers must be at least 1")
     if not 0 <= flags.default_ttlseconds_for_always_nodeimage <= 2678400:
         raise SystemExit("--default-ttlseconds-for-always-nodeimage must be between 0 and 2678400")
     return SchedulerSettings(
@@ -143,15 +140,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sche
         ),
         nodeimage_expectation_requeue_seconds=flags.nodeimage_expectation_requeue,
         expectation_timeout_seconds=flags.expectation_timeout,
+        nodeimage_write_workers=flags.nodeimage_write_workers,
         minimum_deadline_requeue_seconds=flags.minimum_deadline_requeue,
         max_pulls_in_flight=flags.max_pulls_in_flight,
         max_pulls_in_flight_per_registry=flags.max_pulls_in_flight_per_registry,
         puller_username=flags.puller_service_account,
         jobs_audience=flags.jobs_audience,
-        leader_election=flags.leader_elect,
-        leader_election_namespace=flags.leader_election_namespace,
-        leader_election_name=flags.leader_election_name,
-        lease_duration_seconds=flags.lease_duration,
-        renew_deadline_seconds=flags.renew_deadline,
-        retry_period_seconds=flags.retry_period,
+        leader_election=leadership.from_flags(flags),
     )

@@ -5,6 +5,12 @@ once, and records its context on the job (annotation `prepull.io/trace-context`)
 entry the job writes. Every later span of the job (the scheduler's `reconcile` and `nodeimage.write` spans, the
 pullers' task spans) is a descendant of that root, so a trace backend shows one complete trace per job.
 
+An ImageListPullJob gets its own root span (`ImageListPullJob <ns>/<name>`) and annotation the same way. Its
+child ImagePullJobs are not separate traces: each child is created with its annotation already set, naming a
+span of the list job's trace (`ChildJobTrace`, named `ImagePullJob <ns>/<name>` once the apiserver has named
+the child). The ImagePullJob reconciler keeps a valid annotation it finds, so every span of every child lands
+in the list job's trace: one list job, one trace.
+
 The root span is exported by this process, so the recorded parent always exists in the trace. With tracing off
 there is no span to record; the job still gets a well-formed random `traceparent`, so the job's annotation (and
 `prepull trace`) behaves the same whether or not a collector is configured; nothing is exported for it.
@@ -15,23 +21,34 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from types import TracebackType
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.trace import Status, StatusCode
 
 from services.shared.api import constants
 from services.shared.telemetry import attributes, propagation
 
-__all__ = ["JobTraces", "is_valid", "new_traceparent", "start_job_trace", "tracer"]
+__all__ = ["ChildJobTrace", "JobTraces", "is_valid", "new_traceparent", "start_job_trace", "tracer"]
 
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 tracer = trace.get_tracer(__name__)
 
 
-def new_traceparent() -> str:
-    """A fresh W3C `traceparent` (version 00, sampled) naming no exported span: the fallback with tracing off."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+def new_traceparent(trace_id: str | None = None) -> str:
+    """A fresh W3C `traceparent` (version 00, sampled) naming no exported span: the fallback with tracing off.
+
+    With `trace_id` (32 hex digits) the new context stays in that trace: a list job's child keeps its parent's
+    trace id even when nothing is exported.
+    """
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_id_of(traceparent: str) -> str:
+    """The trace id (32 hex digits) of a valid `traceparent`."""
+    return traceparent.split("-")[1]
 
 
 def is_valid(traceparent: str | None) -> bool:
@@ -39,21 +56,69 @@ def is_valid(traceparent: str | None) -> bool:
     return bool(traceparent) and _TRACEPARENT.fullmatch(traceparent or "") is not None
 
 
-def start_job_trace(*, namespace: str, name: str, uid: str, image: str) -> str:
+def start_job_trace(
+    *, namespace: str, name: str, uid: str, image: str = "", kind: str = constants.KIND_IMAGE_PULL_JOB
+) -> str:
     """Start and end the job's root span; its `traceparent` (a random one when tracing is off)."""
-    span = tracer.start_span(
-        f"{constants.KIND_IMAGE_PULL_JOB} {namespace}/{name}",
-        context=Context(),
-        attributes={
-            attributes.JOB_KIND: constants.KIND_IMAGE_PULL_JOB,
-            attributes.JOB_UID: uid,
-            attributes.K8S_NAMESPACE_NAME: namespace,
-            attributes.JOB_NAME: name,
-            attributes.CONTAINER_IMAGE_NAME: image,
-        },
-    )
+    span_attributes = {
+        attributes.JOB_KIND: kind,
+        attributes.JOB_UID: uid,
+        attributes.K8S_NAMESPACE_NAME: namespace,
+        attributes.JOB_NAME: name,
+    }
+    if image:
+        span_attributes[attributes.CONTAINER_IMAGE_NAME] = image
+    span = tracer.start_span(f"{kind} {namespace}/{name}", context=Context(), attributes=span_attributes)
     span.end()
     return propagation.traceparent(trace.set_span_in_context(span)) or new_traceparent()
+
+
+class ChildJobTrace:
+    """The trace context of an ImagePullJob a list job is about to create: a span of the list job's trace.
+
+    Use it around the create call: `traceparent` goes into the child's annotation, and on leaving the block
+    the span is named after the child (`name(...)`, once the apiserver has chosen it) and ended; a failed
+    create ends it as an error. The span's parent is the current span when that belongs to the list job's
+    trace (the list job's `reconcile`), else the list job's root. With tracing off nothing is exported and
+    `traceparent` is a fresh span id in the list job's trace id, so the child still shows the list's trace id.
+    """
+
+    def __init__(self, *, list_traceparent: str, namespace: str, list_name: str, image: str) -> None:
+        self._namespace = namespace
+        current = trace.get_current_span().get_span_context()
+        list_trace_id = trace_id_of(list_traceparent)
+        in_list_trace = current.is_valid and format(current.trace_id, "032x") == list_trace_id
+        parent = None if in_list_trace else propagation.context_from_traceparent(list_traceparent)
+        self._span = tracer.start_span(
+            f"{constants.KIND_IMAGE_PULL_JOB} {namespace}/{list_name}-",
+            context=parent,
+            attributes={
+                attributes.JOB_KIND: constants.KIND_IMAGE_PULL_JOB,
+                attributes.K8S_NAMESPACE_NAME: namespace,
+                attributes.CONTAINER_IMAGE_NAME: image,
+            },
+        )
+        recorded = propagation.traceparent(trace.set_span_in_context(self._span)) if self._span.is_recording() else None
+        self.traceparent = recorded or new_traceparent(list_trace_id)
+        """The child job's `prepull.io/trace-context` annotation."""
+
+    def __enter__(self) -> ChildJobTrace:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if error is not None:
+            self._span.record_exception(error)
+            self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            self._span.set_attribute(attributes.ERROR_TYPE, type(error).__name__)
+        self._span.end()
+
+    def name(self, *, name: str, uid: str) -> None:
+        """The apiserver created the child `name` (uid `uid`): the span takes the job's name, as a root does."""
+        self._span.update_name(f"{constants.KIND_IMAGE_PULL_JOB} {self._namespace}/{name}")
+        self._span.set_attribute(attributes.JOB_NAME, name)
+        self._span.set_attribute(attributes.JOB_UID, uid)
 
 
 class JobTraces:
@@ -67,7 +132,16 @@ class JobTraces:
         self._lock = threading.Lock()
         self._started: dict[str, str] = {}
 
-    def traceparent(self, *, annotation: str | None, namespace: str, name: str, uid: str, image: str) -> str:
+    def traceparent(
+        self,
+        *,
+        annotation: str | None,
+        namespace: str,
+        name: str,
+        uid: str,
+        image: str = "",
+        kind: str = constants.KIND_IMAGE_PULL_JOB,
+    ) -> str:
         """The job's `traceparent`: `annotation` when valid, else the one started earlier, else a new trace."""
         if is_valid(annotation):
             with self._lock:
@@ -77,7 +151,7 @@ class JobTraces:
             started = self._started.get(uid)
         if started is not None:
             return started
-        started = start_job_trace(namespace=namespace, name=name, uid=uid, image=image)
+        started = start_job_trace(namespace=namespace, name=name, uid=uid, image=image, kind=kind)
         with self._lock:
             return self._started.setdefault(uid, started)
 

@@ -182,13 +182,50 @@ MALFORMED_BODIES = {
 }
 
 
+class LogWatch:
+    """What a service wrote to its log since the watch began (the services log to a file, one JSON line each)."""
+
+    def __init__(self, service: ServiceProcess) -> None:
+        self._path = service.process.log_path
+        self._start = self._path.stat().st_size
+
+    def new_text(self) -> str:
+        with self._path.open("rb") as log:
+            log.seek(self._start)
+            return log.read().decode(errors="replace")
+
+
+def assert_no_traceback(watch: LogWatch) -> None:
+    """grpc's own INTERNAL path logs "Exception deserializing request!" with a traceback per call; ours must not."""
+    text = watch.new_text()
+    assert "Traceback" not in text and "Exception deserializing" not in text, text[-2000:]
+
+
 @pytest.mark.parametrize("method", METHOD_PARAMS)
 @pytest.mark.parametrize("body", list(MALFORMED_BODIES.values()), ids=list(MALFORMED_BODIES))
-def test_malformed_bytes_are_refused_before_the_servicer_runs(
+def test_malformed_bytes_from_an_admitted_caller_are_invalid_argument_without_a_traceback(
     services: PrepullSystem, tokens: Tokens, method: Method, body: bytes
 ) -> None:
-    # grpc-python cannot decode the request, so it answers INTERNAL "Exception deserializing request!" itself.
-    assert call_raw(service_of(services, method), method, body, tokens.valid(method)) == grpc.StatusCode.INTERNAL
+    service = service_of(services, method)
+    watch = LogWatch(service)
+
+    assert call_raw(service, method, body, tokens.valid(method)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert_no_traceback(watch)
+
+
+@pytest.mark.parametrize("method", METHOD_PARAMS)
+@pytest.mark.parametrize("kind", ["missing", "forged"])
+def test_malformed_bytes_without_a_valid_token_are_unauthenticated_without_a_traceback(
+    services: PrepullSystem, tokens: Tokens, method: Method, kind: str
+) -> None:
+    """Authentication runs before the malformed message is refused: no token, no word about the message."""
+    service = service_of(services, method)
+    token = bad_token(tokens, method, kind)
+    watch = LogWatch(service)
+
+    for body in MALFORMED_BODIES.values():
+        assert call_raw(service, method, body, token) == grpc.StatusCode.UNAUTHENTICATED
+    assert_no_traceback(watch)
 
 
 @pytest.mark.parametrize("method", METHOD_PARAMS)

@@ -51,7 +51,11 @@ RECOVERY_TIMEOUT = 90.0
 # A pull is at most: /v2/ ping, manifest HEAD and GET, config, two layers; with slack for redirects and retries
 # containerd makes inside one attempt.
 REQUESTS_PER_ATTEMPT = 10
-LEASE_FLAGS = ["--lease-duration", "6s", "--renew-deadline", "4s", "--retry-period", "1s"]
+LEASE_FLAGS = [
+    *("--leader-elect-lease-duration", "6s"),
+    *("--leader-elect-renew-deadline", "4s"),
+    *("--leader-elect-retry-period", "1s"),
+]
 PULLER_FLAGS = ["--backoff-initial", "1s", "--backoff-max", "4s", "--resync-pulling", "1s"]
 
 

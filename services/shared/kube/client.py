@@ -23,9 +23,14 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import kubernetes.client
 import kubernetes.config
+
+ApiClient: TypeAlias = kubernetes.client.ApiClient
+"""The official client's connection, as `from_kubeconfig` builds it and `kubeapi.KubeApi` wraps it. Named here
+so modules outside this package can pass one around (and annotate it) without importing `kubernetes`."""
 
 
 @dataclass(frozen=True)

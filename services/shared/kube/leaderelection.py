@@ -5,7 +5,8 @@ Lease every `retry_period`; the leader renews it every `retry_period`, and steps
 renew for `renew_deadline` (which is shorter than `lease_duration`, so it stops before anyone else may
 start: at most one leader at any moment, provided clocks run at similar rates). A leader stopped cleanly
 releases the Lease, so the next one takes over at once instead of after `lease_duration`. See `leases` for
-the record and the rules; defaults are client-go's (15 s / 10 s / 2 s).
+the record and the rules; defaults are client-go's (15 s / 10 s / 2 s). The services configure and build their
+elector through `services.shared.leadership` (the `--leader-elect*` flags, named as kube-controller-manager's).
 
 Callbacks run on the elector's thread and must return quickly (start or stop workers, flip readiness);
 `is_leader()` is the cheap check a worker makes before acting, and turns False as soon as the renew deadline

@@ -7,8 +7,10 @@ server with the bound port, which is how tests use port 0. The server is returne
 decides when to accept calls (after caches are warm, say).
 
 Interceptors run in the order given, the first outermost. Put tracing first (so a refused call is still a
-span), then authentication, then error mapping (`rpc.status.StatusInterceptor`), which must be innermost so it
-sees the servicer's exceptions before anything else does.
+span), then authentication, then error mapping (`rpc.status.StatusInterceptor`), so it sees the servicer's
+exceptions before anything else does. Inside all of them, on every server, `create_server` adds
+`rpc.decoding.MalformedRequestInterceptor`: request bytes that do not decode are refused INVALID_ARGUMENT after
+authentication, with a debug line instead of grpc's INTERNAL and traceback.
 
 Limits: messages are capped at 4 MiB each way (gRPC's default receive limit, made explicit and applied to
 sending too, so a server never builds a reply its clients would refuse). Keepalive is set to find dead peers on
@@ -34,7 +36,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 
-from services.shared.rpc import handlers
+from services.shared.rpc import decoding, handlers
 from services.shared.rpc.health import Health
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ def create_server(
         health: the health status object to register; pass one to change status later (readiness following
             leadership). A fresh one is used when omitted.
         serving: the initial status of every service and of the overall "" (False until ready, e.g. leader).
-        interceptors: server interceptors, outermost first (see the module docstring for the order).
+        interceptors: server interceptors, outermost first (see the module docstring for the order); the
+            malformed-request check is added inside them.
         max_workers: worker threads, i.e. calls running at once; more calls wait in the pool's queue.
         max_message_bytes: limit on each received and each sent message.
         credentials: TLS or local (`grpc.local_server_credentials()`) credentials; plaintext when None.
@@ -90,7 +93,7 @@ def create_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-worker"),
-        interceptors=list(interceptors),
+        interceptors=[*interceptors, decoding.MalformedRequestInterceptor()],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

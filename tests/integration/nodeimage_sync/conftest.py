@@ -23,9 +23,10 @@ from localcluster.controlplane import ControlPlane
 from localcluster.process import wait_until
 from services.nodeimage_sync.app import App
 from services.nodeimage_sync.settings import Settings
+from services.shared import leadership
 from services.shared import settings as shared_settings
 from services.shared.api import constants
-from services.shared.kube import errors, kubeapi, resources
+from services.shared.kube import errors, kubeapi, leaderelection, resources
 
 RUN_LABEL = "nodeimage-sync-test/run"
 WAIT = 60.0
@@ -64,17 +65,23 @@ class SyncHarness:
             "min_requeue": 0.5,
             "requeue_jitter": 0.5,
             "node_selector": self.selector,
-            "lease_namespace": self.namespace,
-            "lease_name": f"nodeimage-sync-{self.run_id}",
-            "identity": f"replica-{uuid.uuid4().hex[:6]}",
-            "lease_duration": 4.0,
-            "renew_deadline": 3.0,
-            "retry_period": 0.5,
+            "leader_election": self.election(),
             "auth": False,
             "shutdown_grace": 1.0,
         }
         values.update(overrides)
         return Settings(**values)
+
+    def election(self, **changes: Any) -> leadership.LeaderElectionSettings:
+        """This test's Lease (in its namespace), a fresh candidate identity, and short timers; `changes` win."""
+        values: dict[str, Any] = {
+            "resource_name": f"nodeimage-sync-{self.run_id}",
+            "resource_namespace": self.namespace,
+            "identity": f"replica-{uuid.uuid4().hex[:6]}",
+            "timing": leaderelection.ElectionSettings(lease_duration=4.0, renew_deadline=3.0, retry_period=0.5),
+        }
+        values.update(changes)
+        return leadership.LeaderElectionSettings(**values)
 
     def start(self, *, wait_leading: bool = True, **overrides: Any) -> App:
         app = App(self.settings(**overrides), api_client=self.control_plane.api_client())

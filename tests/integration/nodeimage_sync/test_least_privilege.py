@@ -25,7 +25,7 @@ def test_runs_as_its_service_account_with_the_deployed_rbac(sync: SyncHarness):
     token = core.create_namespaced_service_account_token(SERVICE_ACCOUNT, NAMESPACE, request).status.token
     # Leader election is off here: its Lease permissions are a separate row of the RBAC table.
     app = App(
-        sync.settings(leader_elect=False, response_timeout=2.0),
+        sync.settings(leader_election=sync.election(enabled=False), response_timeout=2.0),
         api_client=sync.control_plane.api_client_for_token(token),
     )
     sync.apps.append(app)

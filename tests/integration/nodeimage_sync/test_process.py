@@ -37,9 +37,9 @@ def test_sigterm_stops_cleanly_and_releases_the_lease(sync: SyncHarness, tmp_pat
         "--metrics-address=127.0.0.1:0",
         "--health-address=127.0.0.1:0",
         f"--node-selector={sync.selector}",
-        f"--lease-namespace={sync.namespace}",
-        f"--lease-name={lease}",
-        "--identity=process-under-test",
+        f"--leader-elect-resource-namespace={sync.namespace}",
+        f"--leader-elect-resource-name={lease}",
+        "--leader-elect-identity=process-under-test",
         "--creation-delay=1s",
         "--no-auth",
     ]

@@ -125,7 +125,7 @@ def test_metrics_are_exported(sync: SyncHarness):
 
 def test_losing_the_lease_ends_readiness_and_the_service(sync: SyncHarness):
     app = sync.start()
-    lease = app.settings.lease_name
+    lease = app.settings.leader_election.resource_name
     taken = {
         "spec": {
             "holderIdentity": "intruder",

@@ -19,8 +19,10 @@ from localcluster.controlplane import ControlPlane
 from localcluster.images import ImageBuilder, ImageRecipe
 from localcluster.registry import Registry
 from services.puller import credentials_client
+from services.scheduler import settings as scheduler_settings
 from services.scheduler.app import SchedulerApp
 from services.scheduler.settings import SchedulerSettings
+from services.shared import leadership
 from services.shared.api import constants, imageref
 from services.shared.auth import token_source
 from services.shared.kube import errors, resources
@@ -38,7 +40,7 @@ def scheduler(
         grpc_address="127.0.0.1:0",
         metrics_address="0",
         health_address="0",
-        leader_election=False,
+        leader_election=leadership.LeaderElectionSettings(resource_name=scheduler_settings.LEASE_NAME, enabled=False),
         watch_namespace=kube_namespace,
         nodeimage_expectation_requeue_seconds=1.0,
     )

@@ -16,8 +16,10 @@ import kubernetes.client
 import pytest
 
 from localcluster.controlplane import ControlPlane
+from services.scheduler import settings
 from services.scheduler.app import SchedulerApp
 from services.scheduler.settings import SchedulerSettings
+from services.shared import leadership
 from services.shared.kube import errors, kubeapi, objects, resources
 from tests.integration.scheduler import helpers
 
@@ -70,7 +72,7 @@ def scheduler_factory(
             "grpc_address": "127.0.0.1:0",
             "metrics_address": "0",
             "health_address": "0",
-            "leader_election": False,
+            "leader_election": leadership.LeaderElectionSettings(resource_name=settings.LEASE_NAME, enabled=False),
             "watch_namespace": kube_namespace,
             "nodeimage_expectation_requeue_seconds": 1.0,
         }

@@ -10,6 +10,7 @@ import pytest
 import services.nodeimage_sync as package
 from services.nodeimage_sync import logic, settings
 from services.nodeimage_sync.__main__ import main
+from services.shared.kube import leaderelection
 from services.shared.settings import SettingsError
 
 
@@ -25,9 +26,11 @@ def test_defaults_are_upstreams():
     parsed = settings.parse([], {"POD_NAME": "replica-1", "POD_NAMESPACE": "ops"})
     assert (parsed.creation_delay, parsed.response_timeout, parsed.workers) == (30.0, 600.0, 3)
     assert (parsed.min_requeue, parsed.requeue_jitter) == (3.0, 2.0)
-    assert (parsed.lease_duration, parsed.renew_deadline, parsed.retry_period) == (15.0, 10.0, 2.0)
-    assert (parsed.identity, parsed.lease_namespace) == ("replica-1", "ops")
-    assert parsed.leader_elect and parsed.auth
+    election = parsed.leader_election
+    assert election.timing == leaderelection.ElectionSettings(lease_duration=15, renew_deadline=10, retry_period=2)
+    assert (election.identity, election.resource_namespace) == ("replica-1", "ops")
+    assert election.resource_name == "prepull-nodeimage-sync"
+    assert election.enabled and parsed.auth
 
 
 def test_timers_are_flags():
@@ -41,7 +44,7 @@ def test_timers_are_flags():
         ["--creation-delay=soon"],
         ["--workers=0"],
         ["--node-selector=a in ("],
-        ["--lease-duration=5s", "--renew-deadline=10s"],
+        ["--leader-elect-lease-duration=5s", "--leader-elect-renew-deadline=10s"],
     ],
 )
 def test_invalid_flags_are_refused(argv: list[str]):

@@ -53,3 +53,12 @@ def test_any_pending_clears_writes_the_cache_already_holds() -> None:
     expectations = Expectations(timeout_seconds=60)
     expectations.expect("ni/a", "10", "ns/a", now=0)  # its event came before the write was recorded
     assert not expectations.any_pending("ni/", "ns/b", now=1, cached_version=lambda key: "10")
+
+
+def test_a_job_that_finds_another_jobs_write_pending_is_released_with_it() -> None:
+    # Regression (issue 9): job B found job A's write to a shared NodeImage not yet cached and requeued for the
+    # fallback 5 s; the write's event released only A, and nothing else wakes B when the write is for A's image.
+    expectations = Expectations(timeout_seconds=60)
+    expectations.expect("ni/a", "10", "ns/a", now=0)
+    assert not expectations.satisfied("ni/a", "9", now=1, waiter="ns/b")
+    assert expectations.observed("ni/a", "10") == {"ns/a", "ns/b"}

@@ -17,7 +17,8 @@ def test_defaults_are_upstreams() -> None:
     assert parsed.nodeimage_expectation_requeue_seconds == 5.0
     assert parsed.expectation_timeout_seconds == 300.0
     assert parsed.max_pulls_in_flight == 0
-    assert parsed.leader_election is True
+    assert parsed.leader_election.enabled is True
+    assert parsed.leader_election.resource_name == "prepull-scheduler"
 
 
 def test_timers_take_durations() -> None:

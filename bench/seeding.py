@@ -1,0 +1,230 @@
+"""A steady state written straight through the API: J jobs' tag entries and Succeeded statuses on N NodeImages.
+
+Reaching the steady state of J jobs over N nodes the long way costs J x N tag writes by the scheduler and as
+many status changes by the pullers (200 x 1,000 is 200,000 of each; 20 x 100 already took 234 s on 2 cores).
+The seed instead writes each NodeImage twice, whatever J is: one spec merge-patch holding every job's tag
+entry, then one status merge-patch with every tag Succeeded. To be a state the services would have reached,
+the content comes from the services' own decision functions, not from a copy of their format:
+
+- jobs are created with the scheduler's finalizer and a `prepull.io/trace-context` annotation already set
+  (what the scheduler's first-sight write adds), so the tag entries can carry the job's trace context;
+- each tag entry is what `scheduler.logic.tagentries.plan_image_spec` decides for that job on that node (owner
+  reference with the job's UID, version 0, `createdAt`, the pull policy of `tagpolicy.new_tag_policy` with the
+  scheduler's default timers and a fresh jitter per entry, `imagePullPolicy`, trace context);
+- the status is what the puller's `logic.plan.build_status` builds from `tagstate.succeeded` entries (image ID
+  from the simulated runtime, as an agent records it), with `observedGeneration` the spec write's generation.
+
+The seed is checked, not trusted: after the services settle, the benchmark counts their NodeImage writes in
+the audit log; any write means the seed differs from what they would have written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import kubernetes.client
+
+from bench.simimages import SimulatedImages
+from services.puller.logic import plan, tagstate
+from services.puller.simcri import SimulatedRuntime, SimulationSettings
+from services.scheduler import tracecontext
+from services.scheduler.logic import tagentries, tagpolicy
+from services.shared.api import constants, imageref
+from services.shared.api.imagepulljob import ImagePullJob
+from services.shared.api.meta import ObjectMeta, ObjectReference
+from services.shared.api.nodeimage import ImageSpec, ImageTagStatus, NodeImage, NodeImageSpec, TraceContext
+
+GROUP, VERSION = constants.GROUP, constants.VERSION
+WORKERS = 8
+"""Seeding threads: enough to keep the apiserver busy; building the bodies is CPU in this process too."""
+
+
+@dataclass(frozen=True)
+class SeededJob:
+    """One job as the apiserver created it (defaults applied), with what its tag entries need."""
+
+    job: ImagePullJob
+    entry: imageref.NodeImageEntry
+    image_id: str
+    """`<image name>@<runtime image id>`, as an agent's Succeeded status records it."""
+
+    @property
+    def key(self) -> tagstate.TagKey:
+        return tagstate.TagKey(self.entry.image, self.entry.tag)
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """One tag entry seeded as finished long ago, so that nodeimage_sync's TTL drops it at `at`."""
+
+    node: str
+    job: str
+    at: datetime.datetime
+
+
+@dataclass
+class SeedResult:
+    seconds: float = 0.0
+    writes: int = 0
+    spec_bytes: int = 0
+    """Size of one NodeImage's seeded spec (JSON of `spec.images`, as sent)."""
+    expiring_ttls: dict[str, int | None] = field(default_factory=dict)
+    """The TTL of each expiring entry, by job name."""
+
+
+@dataclass
+class Seeder:
+    """Creates the jobs, then writes every NodeImage's spec and status (the NodeImages must exist)."""
+
+    api: kubernetes.client.ApiClient
+    namespace: str
+    tag_policy: tagpolicy.TagPolicySettings = field(default_factory=tagpolicy.TagPolicySettings)
+    rng: random.Random = field(default_factory=random.Random)
+    jobs: list[SeededJob] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    def create_jobs(self, specs: Mapping[str, Mapping[str, Any]]) -> list[SeededJob]:
+        """Create the jobs (finalizer and trace context already set, as after the scheduler's first sight)."""
+        images = SimulatedImages(SimulatedRuntime(SimulationSettings(pull_latency=0.0)))
+        for name, spec in specs.items():
+            metadata = {
+                "name": name,
+                "finalizers": [constants.JOB_FINALIZER],
+                "annotations": {constants.ANNOTATION_TRACE_CONTEXT: tracecontext.new_traceparent()},
+            }
+            body = {"apiVersion": constants.API_VERSION, "kind": constants.KIND_IMAGE_PULL_JOB, "metadata": metadata}
+            body["spec"] = dict(spec)
+            created = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "imagepulljobs", body)
+            job = ImagePullJob.from_dict(created)
+            entry = imageref.parse(job.spec.image).nodeimage_entry()
+            runtime_id = _runtime_id(images, imageref.from_nodeimage_entry(entry.image, entry.tag).pullable())
+            self.jobs.append(SeededJob(job, entry, f"{entry.image}@{runtime_id}"))
+        return self.jobs
+
+    def seed(
+        self, node_names: Sequence[str], *, expiring: Sequence[Expiring] = (), workers: int = WORKERS
+    ) -> SeedResult:
+        """Write every node's tag entries and statuses; returns how long it took and how many writes it made."""
+        result = SeedResult()
+        started = time.monotonic()
+        with futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda node: self._seed_node(node, expiring, result), node_names))
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _seed_node(self, node: str, expiring: Sequence[Expiring], result: SeedResult) -> None:
+        now = _now()
+        images: dict[str, ImageSpec] = {}
+        times: dict[tagstate.TagKey, datetime.datetime] = {}
+        for seeded in self.jobs:
+            when = now
+            planned = self._tag_entry(seeded, now)
+            due = next((e for e in expiring if (e.node, e.job) == (node, seeded.job.metadata.name)), None)
+            if due is not None:
+                planned, when = _finished_long_ago(planned, due.at)
+                policy = planned.tags[0].pull_policy
+                with self._lock:
+                    result.expiring_ttls[due.job] = policy.ttl_seconds_after_finished if policy else None
+            images[seeded.entry.image] = planned
+            times[seeded.key] = when
+        spec = NodeImageSpec(images=images).to_dict()
+        written = self.custom.patch_cluster_custom_object(GROUP, VERSION, "nodeimages", node, {"spec": spec})
+        generation = int(written["metadata"]["generation"])
+        typed = NodeImage(metadata=ObjectMeta(name=node, generation=generation), spec=NodeImageSpec(images=images))
+        known = {seeded.key: self._succeeded(seeded, times[seeded.key]) for seeded in self.jobs}
+        status = plan.build_status(typed, known, observed_generation=generation).to_dict()
+        self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "nodeimages", node, {"status": status})
+        with self._lock:
+            result.writes += 2
+            result.spec_bytes = len(json.dumps(spec))
+
+    def _tag_entry(self, seeded: SeededJob, now: datetime.datetime) -> ImageSpec:
+        """The scheduler's decision for this job on a node without the tag (its `_write_tag_entry` request)."""
+        job = seeded.job
+        traceparent = (job.metadata.annotations or {}).get(constants.ANNOTATION_TRACE_CONTEXT)
+        request = tagentries.TagRequest(
+            image=seeded.entry.image,
+            tag=seeded.entry.tag,
+            owner=ObjectReference(
+                api_version=constants.API_VERSION,
+                kind=constants.KIND_IMAGE_PULL_JOB,
+                namespace=job.metadata.namespace,
+                name=job.metadata.name,
+                uid=job.metadata.uid,
+            ),
+            secret_refs=(),
+            new_policy=tagpolicy.new_tag_policy(job.spec, self.tag_policy, self.rng.random()),
+            image_pull_policy=job.spec.image_pull_policy or "IfNotPresent",
+            sandbox_config=job.spec.sandbox_config,
+            trace=TraceContext(uid=job.metadata.uid, traceparent=traceparent) if traceparent else None,
+        )
+        planned = tagentries.plan_image_spec(NodeImage(), request, now, {job.metadata.uid: job.spec})
+        assert planned is not None
+        return planned
+
+    @staticmethod
+    def _succeeded(seeded: SeededJob, when: datetime.datetime) -> ImageTagStatus:
+        """An agent's final status for version 0, pulled the moment the entry was written."""
+        pulling = tagstate.pulling(seeded.key, 0, when)
+        image_name, _, runtime_id = seeded.image_id.partition("@")
+        return tagstate.succeeded(pulling, image_name=image_name, runtime_id=runtime_id, now=when)
+
+
+def job_spec(index: int, nodes: int) -> dict[str, object]:
+    """The steady state's job mix: job `index` is `Always` when even, `Never` when odd, over all `nodes` at once."""
+    policy = "Always" if index % 2 == 0 else "Never"
+    return {"image": image_of(index), "parallelism": nodes, "completionPolicy": {"type": policy}}
+
+
+def image_of(index: int) -> str:
+    return f"bench.local/steady-{index}/app:1"
+
+
+def job_name(index: int) -> str:
+    return f"job-{index}"
+
+
+def settled(custom: kubernetes.client.CustomObjectsApi, namespace: str, jobs: int, nodes: int) -> Callable[[], bool]:
+    """A check: every `Always` job of the mix complete, every `Never` job counting every node succeeded."""
+
+    def check() -> bool:
+        for index in range(jobs):
+            job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "imagepulljobs", job_name(index))
+            status = job.get("status") or {}
+            done = bool(status.get("completionTime")) if index % 2 == 0 else status.get("succeeded") == nodes
+            if not done:
+                return False
+        return True
+
+    return check
+
+
+def _finished_long_ago(planned: ImageSpec, expires: datetime.datetime) -> tuple[ImageSpec, datetime.datetime]:
+    """The entry written (and, in its status, finished) one TTL before `expires`: its TTL runs out then."""
+    tag = planned.tags[0]
+    ttl = tag.pull_policy.ttl_seconds_after_finished if tag.pull_policy else None
+    assert ttl is not None, "every tag the scheduler writes has a TTL"
+    when = expires - datetime.timedelta(seconds=ttl)
+    return dataclasses.replace(planned, tags=(dataclasses.replace(tag, created_at=when),)), when
+
+
+def _runtime_id(images: SimulatedImages, reference: str) -> str:
+    return images.pull_image(reference, auth=None, sandbox=None, timeout=60.0, cancel=threading.Event())
+
+
+def _now() -> datetime.datetime:
+    """Whole seconds, as the wire format keeps them (so the seeded times read back equal)."""
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
