@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import fanout, procstats, seeding
 from bench.audit import Window, count_requests, count_writes, utcnow, written_objects
+from bench.etcdstore import EtcdStore
 from bench.report import Section, Table
 from bench.simcluster import GROUP, IDENTITIES, VERSION, SimCluster
 from localcluster.process import wait_until
@@ -47,11 +48,11 @@ class Scale:
     nodes: int
     window: float
     expiry_after: float
-    """Seconds from seeding until the first tag's TTL runs out: long enough to settle and idle first."""
+    """Seconds from the end of the seed until the first tag's TTL runs out: long enough to settle and idle first."""
 
 
-QUICK = Scale(jobs=6, nodes=50, window=15.0, expiry_after=75.0)
-FULL = Scale(jobs=200, nodes=1000, window=60.0, expiry_after=900.0)
+QUICK = Scale(jobs=6, nodes=50, window=15.0, expiry_after=60.0)
+FULL = Scale(jobs=200, nodes=1000, window=60.0, expiry_after=600.0)
 EXPIRING_JOBS = (0, 1)
 """Job indexes whose first-node tag expires, `EVENT_GAP` seconds apart: one `Always`, one `Never`."""
 EVENT_GAP = 30.0
@@ -63,7 +64,7 @@ class EventResult:
 
     job: str
     policy: str
-    ttl: int | None = None
+    ttl: int = 0
     expired_after: float | None = None
     """Seconds from the TTL's end until the tag was gone from spec; None when it did not go within a minute."""
     reconciles: dict[str, float] = field(default_factory=dict)
@@ -114,14 +115,11 @@ def measure(work: Path, scale: Scale) -> IdleResult:
         sim.start_services()  # nodeimage_sync creates the NodeImages, as in production
         wait_until(lambda: sim.nodeimage_count() >= scale.nodes, timeout=600, interval=0.5, what="NodeImages")
         sim.stop_services()
-        seeder = seeding.Seeder(sim.api, NAMESPACE)
+        seeder = seeding.Seeder(sim.api, NAMESPACE, etcd=EtcdStore(sim.control.etcd_url))
         sim.ensure_namespace(NAMESPACE)
         seeder.create_jobs({seeding.job_name(i): seeding.job_spec(i, scale.nodes) for i in range(scale.jobs)})
-        first = utcnow() + datetime.timedelta(seconds=scale.expiry_after)
         expiring = [
-            seeding.Expiring(
-                sim.node_names[0], seeding.job_name(index), first + datetime.timedelta(seconds=k * EVENT_GAP)
-            )
+            seeding.Expiring(sim.node_names[0], seeding.job_name(index), scale.expiry_after + k * EVENT_GAP)
             for k, index in enumerate(EXPIRING_JOBS)
         ]
         result.seed = seeder.seed(sim.node_names, expiring=expiring)
@@ -137,12 +135,13 @@ def measure(work: Path, scale: Scale) -> IdleResult:
         time.sleep(5.0)
         _idle_window(sim, result)
         checked = Window(services_start, utcnow())
-        result.expired_early = utcnow() > first
+        result.expired_early = utcnow() > min(at for _, at in result.seed.expiring.values())
         time.sleep(1.0)
         result.seed_check = count_writes(sim.control.audit_log, checked, IDENTITIES, "nodeimages")
         result.job_writes = count_writes(sim.control.audit_log, checked, IDENTITIES, "imagepulljobs")["scheduler"]
         for due in expiring:
-            result.events.append(_one_event(sim, due, result.seed.expiring_ttls.get(due.job)))
+            ttl, at = result.seed.expiring[due.job]
+            result.events.append(_one_event(sim, due.node, due.job, ttl, at))
     finally:
         sim.stop()
     return result
@@ -169,22 +168,22 @@ def _idle_window(sim: SimCluster, result: IdleResult) -> None:
     result.lease_requests = {name: counts[name].leases for name in SERVICES}
 
 
-def _one_event(sim: SimCluster, due: seeding.Expiring, ttl: int | None) -> EventResult:
-    """Reconciles and writes from just before `due`'s TTL runs out until `EVENT_SECONDS` after the tag is gone."""
-    index = int(due.job.rpartition("-")[2])
-    event = EventResult(job=due.job, policy="Always" if index % 2 == 0 else "Never", ttl=ttl)
-    time.sleep(max(0.0, (due.at - utcnow()).total_seconds() - BEFORE_EXPIRY))
+def _one_event(sim: SimCluster, node: str, job: str, ttl: int, at: datetime.datetime) -> EventResult:
+    """Reconciles and writes from just before the tag's TTL runs out at `at` until `EVENT_SECONDS` after it left."""
+    index = int(job.rpartition("-")[2])
+    event = EventResult(job=job, policy="Always" if index % 2 == 0 else "Never", ttl=ttl)
+    time.sleep(max(0.0, (at - utcnow()).total_seconds() - BEFORE_EXPIRY))
     start = utcnow()
     before = {name: reconciles(sim, name) for name in RECONCILE_METRICS}
     image = seeding.image_of(index).rpartition(":")[0]
 
     def gone() -> bool:
-        nodeimage = sim.custom().get_cluster_custom_object(GROUP, VERSION, "nodeimages", due.node)
+        nodeimage = sim.custom().get_cluster_custom_object(GROUP, VERSION, "nodeimages", node)
         return image not in ((nodeimage.get("spec") or {}).get("images") or {})
 
     try:
         wait_until(gone, timeout=BEFORE_EXPIRY + 60.0, interval=0.25, what="the seeded tag to expire")
-        event.expired_after = (utcnow() - due.at).total_seconds()
+        event.expired_after = (utcnow() - at).total_seconds()
     except TimeoutError:
         event.expired_after = None
     time.sleep(EVENT_SECONDS)
@@ -231,7 +230,7 @@ def section(work: Path, scale: Scale, mode: str) -> Section:
             if e.policy == "Always"
             else "scheduler: only the owner (it writes the tag again); nodeimage_sync 1 per change"
         )
-        ttl = f"{e.ttl} s" if e.ttl is not None else "?"
+        ttl = f"{e.ttl} s"
         scheduler, sync = e.reconciles["scheduler"], e.reconciles["nodeimage_sync"]
         event.add(f"{e.job} (`{e.policy}`)", ttl, gone, f"{scheduler:.0f}", f"{sync:.0f}", writes or "none", target)
     out.add(event)
@@ -249,15 +248,17 @@ def _setup(r: IdleResult) -> str:
     check = ", ".join(f"{name} {r.seed_check.get(name, 0)}" for name in SERVICES)
     return (
         f"{scale.jobs} jobs (half `Always`, half `Never`) x {scale.nodes} simulated nodes, parallelism = nodes. "
-        f"The steady state is seeded (`bench/seeding.py`): the jobs are created with the scheduler's finalizer "
-        f"and trace-context annotation, then every NodeImage gets one spec write with all {scale.jobs} tag "
-        f"entries as the scheduler's `plan_image_spec` decides them (owner reference, version 0, pull policy with "
-        f"its default timers and jitter, trace context) and one status write with every tag Succeeded as the "
-        f"puller's `build_status` makes it: {r.seed.writes} writes in {r.seed.seconds:.1f} s "
-        f"({r.seed.spec_bytes / 1024:.0f} KiB of spec per NodeImage). The {scale.nodes} agents then started in "
-        f"{r.pullers_seconds:.1f} s, and the services, started after them, settled every job "
-        f"{r.settle_seconds:.1f} s after their start (the scheduler made {r.job_writes} ImagePullJob writes: "
-        f"status, and the finalizer of complete jobs). Seed check, NodeImage writes from service start to the end "
-        f"of the idle window: {check} (0 means the seed is what the services would have written). Setup "
-        f"otherwise as in the fan-out section."
+        f"The steady state is seeded (`bench/seeding.py`, whose docstring says how and why): the jobs are created "
+        f"with the scheduler's finalizer and trace-context annotation, then every NodeImage gets all "
+        f"{scale.jobs} tag entries as the scheduler's `plan_image_spec` decides them (owner reference, version 0, "
+        f"pull policy with its default timers and jitter, trace context) and a status with every tag Succeeded "
+        f"as the puller's `build_status` makes it. One NodeImage went through the apiserver (spec and status "
+        f"merge-patches: {r.seed.api_writes} writes; {r.seed.object_bytes / 1024:.0f} KiB as served, "
+        f"`managedFields` included, {r.seed.spec_bytes / 1024:.0f} KiB of it spec), the other "
+        f"{r.seed.etcd_writes} were written into etcd with that one's `managedFields`; {r.seed.seconds:.1f} s in "
+        f"all. The {scale.nodes} agents then started in {r.pullers_seconds:.1f} s, and the services, started "
+        f"after them, settled every job {r.settle_seconds:.1f} s after their start (the scheduler made "
+        f"{r.job_writes} ImagePullJob writes: status, and the finalizer of complete jobs). Seed check, NodeImage "
+        f"writes from service start to the end of the idle window: {check} (0 means the seed is what the "
+        f"services would have written). Setup otherwise as in the fan-out section."
     )

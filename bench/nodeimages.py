@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import procstats, seeding
 from bench.audit import Window, count_writes, first_write, utcnow
+from bench.etcdstore import EtcdStore
 from bench.report import Section, Table
 from bench.simcluster import IDENTITIES, SimCluster
 from localcluster import nodes
@@ -103,7 +104,7 @@ def _with_jobs(sim: SimCluster, names: list[str], jobs: int) -> WithJobs:
     out = WithJobs(jobs)
     sim.stop_services()
     sim.ensure_namespace(NAMESPACE)
-    seeder = seeding.Seeder(sim.api, NAMESPACE)
+    seeder = seeding.Seeder(sim.api, NAMESPACE, etcd=EtcdStore(sim.control.etcd_url))
     seeder.create_jobs({seeding.job_name(i): seeding.job_spec(i, len(names)) for i in range(jobs)})
     out.seed = seeder.seed(names)
     services_start = utcnow()
@@ -190,8 +191,10 @@ def _jobs_text(w: WithJobs, targets: int) -> str:
     check = ", ".join(f"{name} {w.seed_check.get(name, 0)}" for name in SERVICES)
     return (
         f"Then {w.jobs} jobs (half `Always`, half `Never`) over all {targets} nodes, seeded with the services "
-        f"stopped (`bench/seeding.py`, as in the idle section: {w.seed.writes} NodeImage writes in "
-        f"{w.seed.seconds:.1f} s, {w.seed.spec_bytes / 1024:.0f} KiB of spec per NodeImage, every tag Succeeded), "
+        f"stopped (`bench/seeding.py`, as in the idle section, every tag Succeeded: {w.seed.api_writes} writes "
+        f"through the apiserver and {w.seed.etcd_writes} into etcd in {w.seed.seconds:.1f} s; "
+        f"{w.seed.object_bytes / 1024:.0f} KiB per NodeImage as served, {w.seed.spec_bytes / 1024:.0f} KiB of it "
+        f"spec), "
         f"and both services started on it. Seed check, their NodeImage writes until the RSS was taken: {check}. "
         f"Then both restarted; right after the new processes were launched a Node was registered and an "
         f'`Always` job over all nodes created. No agents run, so the new tags stay unpulled; "all tag entries" '

@@ -78,6 +78,11 @@ class PullJournal:
         """Pull attempts per reference: every attempt that started, whatever became of it."""
         return Counter(reference for event, reference in self.events() if event == STARTED)
 
+    def in_flight(self, reference: str) -> bool:
+        """True when the last event of `reference` is the start of an attempt (a pull runs, or its process died)."""
+        last = [event for event, pulled in self.events() if pulled == reference][-1:]
+        return last == [STARTED]
+
     def pulled(self) -> list[str]:
         """References pulled successfully, in order (a reference pulled twice appears twice)."""
         return [reference for event, reference in self.events() if event == PULLED]

@@ -1,4 +1,4 @@
-"""Reconciling one NodeImage: observe (informer caches) → decide (`logic`) → apply (one write at most).
+"""Reconciling one NodeImage: observe (informer caches) → decide (`logic`) → apply (one write per decision).
 
 The work queue hands a node name to one worker at a time. The reconcile reads the Node and the NodeImage
 from the informer caches (no request), asks `logic.lifecycle` what to do, and then:

@@ -4,9 +4,11 @@ Workers change the status book many times a second across many tags; the apiserv
 writes. One thread does all writing:
 
 1. it sleeps until the book changes (`mark_dirty`), then waits `coalesce` seconds more so that changes made
-   together (ten tags going Waiting at once) go out as one write;
+   together (ten tags going Waiting at once) go out as one write; the write that finishes every tag of the
+   spec goes out at once: nothing is left to gather, and jobs are waiting for it (each 1 s wave of a job
+   with a parallelism waited the coalesce time on top, issue 9);
 2. it takes a token from a bucket (upstream: 0.5 writes/s, burst 5), waiting when there is none, except for
-   the write that finishes every tag of the spec, which jobs are waiting for (one per round of changes);
+   that finishing write (one per round of changes);
 3. it takes the NodeImage as the informer holds it, builds the status (`logic.plan.build_status`), and
    writes nothing if the stored status already equals it; otherwise it merge-patches the status
    subresource with that resourceVersion as precondition, and on a conflict starts over from a fresh GET
@@ -169,10 +171,13 @@ class StatusWriter:
         failures = 0
         while not self._stopping.is_set():
             self._dirty.wait()
-            if self._stopping.is_set() or self._stopping.wait(self._settings.coalesce):
+            if self._stopping.is_set():
                 return
-            if not self._round_complete() and not self._wait_for_token():
-                return
+            if not self._round_complete():
+                if self._stopping.wait(self._settings.coalesce):
+                    return
+                if not self._round_complete() and not self._wait_for_token():
+                    return
             self._dirty.clear()
             try:
                 self.write_once()

@@ -203,7 +203,6 @@ class Dispatcher:
         waiters = self._expectations.observed(
             node_image_key(str(metadata.get("name"))), str(metadata.get("resourceVersion") or "")
         )
-        log.info("DIAG event %s rv=%s released=%d", metadata.get("name"), metadata.get("resourceVersion"), len(waiters))
         for waiter in waiters:
             self._enqueue_job(str(waiter))
 

@@ -72,6 +72,8 @@ class Expectations:
             if (version is not None and version >= pending.version) or now >= pending.deadline:
                 del self._pending[key]
                 return True
+            if waiter is not None:
+                pending.waiters.add(waiter)
             return False
 
     def any_pending(

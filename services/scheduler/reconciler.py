@@ -30,7 +30,7 @@ import functools
 import logging
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -114,13 +114,9 @@ class JobReconciler:
             if context is not None
             else contextlib.nullcontext()
         )
-        import time as _t
-        _t0 = _t.monotonic()
         try:
             with span:
-                _r = self._reconcile(key)
-                log.info("DIAG reconcile %s took %.3f result=%s", key, _t.monotonic() - _t0, _r)
-                return _r
+                return self._reconcile(key)
         except Exception as error:
             self._metrics.reconcile_errors.labels(CONTROLLER).inc()
             if isinstance(error, errors.KubeError):
@@ -164,7 +160,6 @@ class JobReconciler:
         if not self._expectations.satisfied(
             job_expectation_key(key), metadata.get("resourceVersion"), self._clock.monotonic()
         ):
-            log.info("DIAG job pending %s", metadata.get("resourceVersion"))
             return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
         try:
             job = self._view.jobs.typed(raw)
@@ -255,25 +250,31 @@ class JobReconciler:
         for node in chosen_targets:
             name = dispatcher_module.node_image_key(node.metadata.name)
             if not self._expectations.satisfied(name, node.metadata.resource_version, mono, waiter=key):
-                log.info("DIAG node %s pending (cache %s)", name, node.metadata.resource_version)
                 return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
         if job.status is None:
             self._check_secrets(raw, job)
         observation = job_status.observe(job, targets=chosen_targets, image=entry.image, tag=entry.tag, now=now)
-        if not observation.finished_now:
-            waiting = self._start_nodes(key, job, observation=observation, nodes=chosen_targets, entry=entry, now=now)
+        new_status = observation.status.to_dict()
+        status_changed = new_status != (raw.get("status") or {})
+        status_write = functools.partial(self._write_status, key, raw, new_status)
+        if observation.finished_now:
+            if status_changed:
+                status_write()
+        else:
+            # The status goes out alongside the tag writes: it does not depend on them, and a reconcile that
+            # waits for one write after the other holds up the next completion's reconcile (issue 9).
+            waiting = self._start_nodes(
+                key,
+                job,
+                observation=observation,
+                nodes=chosen_targets,
+                entry=entry,
+                now=now,
+                alongside=(status_write,) if status_changed else (),
+            )
             if waiting is not None:
                 return waiting
-        new_status = observation.status.to_dict()
-        if new_status != (raw.get("status") or {}):
-            written = patching.write(
-                self._api,
-                resources.IMAGE_PULL_JOBS,
-                raw,
-                {"status": patching.merge_patch(raw.get("status") or {}, new_status)},
-                status=True,
-            )
-            self._expect_job(key, written)
+        if status_changed:
             if observation.finished_now:
                 self._report_finished(raw, observation)
                 self._dispatcher.index(key, None)
@@ -297,11 +298,12 @@ class JobReconciler:
         nodes: Sequence[NodeImage],
         entry: imageref.NodeImageEntry,
         now: datetime,
+        alongside: Sequence[Callable[[], None]] = (),
     ) -> controller.Result | None:
-        """Write tag entries into the free slots' nodes (and refresh stale pull policies).
+        """Write tag entries into the free slots' nodes (and refresh stale pull policies), and `alongside`.
 
-        Returns a requeue when pull caps are on and our last writes are not in the cache yet (counting pulls
-        in flight from a stale cache could exceed the cap).
+        Returns a requeue, writing nothing, when pull caps are on and our last writes are not in the cache yet
+        (counting pulls in flight from a stale cache could exceed the cap).
         """
         with self._caps_lock if self._capped else contextlib.nullcontext():
             if self._capped and self._expectations.any_pending(
@@ -312,7 +314,6 @@ class JobReconciler:
             if self._capped:
                 self._wait_for_capacity(key, blocked=free < len(observation.not_synced))
             chosen = rollout.choose_nodes(observation.not_synced, free)
-            log.info("DIAG active=%s succeeded=%s free=%s chosen=%d notsynced=%d", observation.status.active, observation.status.succeeded, free, len(chosen), len(observation.not_synced))
             chosen += self._stale_policies(job, nodes, entry.image, entry.tag, exclude=set(chosen))
             refs = _secret_refs(job)
             self._writes.run_all(
@@ -329,8 +330,19 @@ class JobReconciler:
                     )
                     for name in chosen
                 ]
+                + list(alongside)
             )
         return None
+
+    def _write_status(self, key: str, raw: objects.RawObject, new_status: dict[str, Any]) -> None:
+        written = patching.write(
+            self._api,
+            resources.IMAGE_PULL_JOBS,
+            raw,
+            {"status": patching.merge_patch(raw.get("status") or {}, new_status)},
+            status=True,
+        )
+        self._expect_job(key, written)
 
     def _stale_policies(
         self, job: ImagePullJob, nodes: Sequence[NodeImage], image: str, tag: str, *, exclude: set[str]
@@ -444,7 +456,6 @@ class JobReconciler:
             except errors.NotFound:
                 span.set_attribute(attributes.ERROR_TYPE, "NotFound")
                 return
-        log.info("DIAG wrote %s rv=%s", node_name, (written or {}).get("metadata", {}).get("resourceVersion"))
         if written is not None:
             self._metrics.tag_entries_written.inc()
             self._expectations.expect(

@@ -7,6 +7,9 @@ NodeImage with one entry for the tag, the registry saw no more requests than the
 service is alive and ready again with no manual step: a `Restarter` starts any exited process again, as the
 kubelet would, and nothing else is touched. (nodeimage_sync exits by design when it loses its Lease, e.g. in an
 apiserver outage longer than its renew deadline; the restarts are printed.)
+
+A separate test deletes a node (with its puller and containerd) mid-job and adds another one, and checks the
+counts upstream gives for that: the deleted node is no longer counted, the added one is.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import pytest
 
 from localcluster.cluster import LocalCluster
@@ -25,6 +29,7 @@ from localcluster.faultproxy import FaultProxy
 from localcluster.images import ImageBuilder
 from localcluster.process import wait_until
 from localcluster.system import PrepullSystem
+from tests.support.node_churn import add_node_and_puller, remove_node_and_puller
 from tests.support.restarter import Restarter
 from tests.support.system_helpers import (
     GROUP,
@@ -34,6 +39,7 @@ from tests.support.system_helpers import (
     create_job,
     custom,
     fresh_namespace,
+    job_status,
     node_image_tags,
     push_small_image,
     running_system,
@@ -221,3 +227,81 @@ def healthy(services: PrepullSystem) -> bool:
 def repository_name(rng: random.Random) -> str:
     """A repository no earlier round used, drawn from the seeded generator."""
     return f"img-{rng.getrandbits(48):012x}"
+
+
+CHURN_BACKOFF_LIMIT = 30
+"""Pull attempts each node may make while the registry is held failing (the puller backs off 1 s to 4 s)."""
+
+
+@pytest.mark.timeout(1200)
+def test_node_deleted_and_another_added_during_a_job(bed: ChaosBed, chaos_seed: int, chaos_rounds: int) -> None:
+    """Upstream §2.10: the deleted node drops out of `desired` and every counter; the added node joins and pulls.
+
+    So that the job is provably still running when the nodes change, the registry (through the proxy) answers
+    errors from a seeded moment mid-pull until the added node has been given the image; the pullers retry
+    within `CHURN_BACKOFF_LIMIT`, and every pull then completes.
+    """
+    rng = random.Random(chaos_seed)
+    for round_number in range(chaos_rounds):
+        run_churn_round(bed, rng, f"node churn round {round_number}, PREPULL_CHAOS_SEED={chaos_seed}")
+
+
+def run_churn_round(bed: ChaosBed, rng: random.Random, context: str) -> None:
+    local = bed.local
+    image = push_small_image(
+        bed.builder, RegistryAt(local.open_registry.address), f"chaos/{repository_name(rng)}", size=IMAGE_BYTES
+    )
+    reference = image.reference_via(bed.proxy.address)
+    name, tag = reference.rsplit(":", 1)
+    deleted, added = rng.choice(sorted(local.nodes)), f"node-x{rng.getrandbits(16):04x}"
+    print(f"{context}: delete {deleted}, add {added}")
+    bed.proxy.limit_rate(PROXY_RATE)
+    seen_before = bed.proxy.requests_seen
+    with fresh_namespace(local, "chaos") as namespace:
+        spec = {
+            "image": reference,
+            "parallelism": NODES,
+            "pullPolicy": {"backoffLimit": CHURN_BACKOFF_LIMIT, "timeoutSeconds": 120},
+            "completionPolicy": {"type": "Always", "activeDeadlineSeconds": int(JOB_TIMEOUT)},
+        }
+        create_job(local, namespace, "chaos", spec)
+        time.sleep(rng.uniform(0.2, 1.5))
+        bed.proxy.fail_with(rng.choice([500, 502, 503]))
+        completed_before_hold = job_complete(local, namespace)
+        remove_node_and_puller(local, bed.services, bed.restarter, deleted)
+        add_node_and_puller(local, bed.services, added, {"prepull.io/pool": "general"}, trusted=[bed.proxy.address])
+        wait_until(
+            lambda: node_given(local, added, name, tag) and deleted not in nodeimage_names(local),
+            timeout=RECOVERY_TIMEOUT,
+            interval=0.5,
+            what=f"{context}: {added} given the image and {deleted}'s NodeImage gone",
+        )
+        still_running = not job_complete(local, namespace)
+        bed.proxy.limit_rate(PROXY_RATE)
+        assert not completed_before_hold and still_running, f"{context}: the job ended before the nodes changed"
+        status = wait_for_completion(local, namespace, "chaos", timeout=JOB_TIMEOUT)
+        assert (status.get("desired"), status.get("succeeded"), status.get("failed")) == (NODES, NODES, 0), (
+            f"{context}: {status}"
+        )
+        assert_invariants(bed, reference, seen_before, CHURN_BACKOFF_LIMIT, context)
+
+
+def job_complete(local: LocalCluster, namespace: str) -> bool:
+    try:
+        return bool(job_status(local, namespace, "chaos").get("completionTime"))
+    except (kubernetes.client.ApiException, OSError):
+        return False
+
+
+def nodeimage_names(local: LocalCluster) -> list[str]:
+    return [
+        item["metadata"]["name"]
+        for item in custom(local).list_cluster_custom_object(GROUP, VERSION, "nodeimages")["items"]
+    ]
+
+
+def node_given(local: LocalCluster, node: str, name: str, tag: str) -> bool:
+    """The node's NodeImage has a spec entry for `name:tag` (the job chose it as a target)."""
+    item = custom(local).get_cluster_custom_object(GROUP, VERSION, "nodeimages", node)
+    tags = ((item.get("spec") or {}).get("images") or {}).get(name, {}).get("tags", [])
+    return any(entry.get("tag") == tag for entry in tags)

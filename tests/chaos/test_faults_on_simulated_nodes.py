@@ -148,13 +148,22 @@ def kill_and_restart(bed: FleetBed, target: str, rng: random.Random) -> None:
         process.start()
 
 
-def kill_schedule(bed: FleetBed, rng: random.Random) -> list[tuple[float, str]]:
-    """(pause before, process) for each kill: every kind once in a seeded order, then seeded extra kills."""
-    hosts = sorted(bed.system.nodes.hosts)
-    kinds = ["scheduler", "nodeimage_sync", "host"]
+HOST = "a puller host"
+
+
+def kill_schedule(rng: random.Random) -> list[tuple[float, str]]:
+    """(pause before, what) for each kill: every kind once in a seeded order, then seeded extra kills."""
+    kinds = ["scheduler", "nodeimage_sync", HOST]
     rng.shuffle(kinds)
-    kinds += [rng.choice(["scheduler", "nodeimage_sync", "host"]) for _ in range(KILLS_PER_JOB - len(kinds))]
-    return [(rng.uniform(0.3, 2.5), rng.choice(hosts) if kind == "host" else kind) for kind in kinds]
+    kinds += [rng.choice(["scheduler", "nodeimage_sync", HOST]) for _ in range(KILLS_PER_JOB - len(kinds))]
+    return [(rng.uniform(0.3, 2.5), kind) for kind in kinds]
+
+
+def host_to_kill(bed: FleetBed, reference: str, rng: random.Random) -> tuple[str, bool]:
+    """A seeded choice among the hosts with a pull of `reference` in flight (any host when none); and whether it had."""
+    hosts = bed.system.nodes
+    pulling = sorted(h for h in hosts.hosts if any(hosts.journal(n).in_flight(reference) for n in hosts.nodes_of[h]))
+    return rng.choice(pulling or sorted(hosts.hosts)), bool(pulling)
 
 
 def control_plane_outage(bed: FleetBed, rng: random.Random) -> str:
@@ -180,18 +189,19 @@ def test_repeated_kills_within_one_job(bed: FleetBed, chaos_seed: int, chaos_rou
 
 def run_kills_round(bed: FleetBed, rng: random.Random, context: str) -> None:
     hosts = bed.system.nodes
-    schedule = kill_schedule(bed, rng)
-    print(f"{context}: kills {schedule}")
     kills: Counter[str] = Counter()
+    landed: list[str] = []
     with fresh_namespace(bed.system.api, "chaos") as namespace:
         job = start_job(bed, namespace, rng, context)
-        landed = 0
-        for pause, target in schedule:
+        for pause, kind in kill_schedule(rng):
             time.sleep(pause)
-            landed += 0 if job_complete(bed.system.api, namespace, "chaos") else 1
+            running = not job_complete(bed.system.api, namespace, "chaos")
+            target, mid_pull = host_to_kill(bed, job.reference, rng) if kind == HOST else (kind, False)
             kill_and_restart(bed, target, rng)
             kills.update(hosts.nodes_of.get(target, []))
-        print(f"{context}: {landed} of {len(schedule)} kills landed before the job completed")
+            note = (" mid-pull" if mid_pull else "") + ("" if running else " (job already complete)")
+            landed.append(f"+{pause:.1f}s {target}{note}")
+        print(f"{context}: kills {', '.join(landed)}")
         assert_round(bed, job, extra_attempts=kills)
 
 

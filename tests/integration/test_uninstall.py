@@ -22,9 +22,10 @@ import pytest
 from localcluster.images import ImageBuilder, ImageRecipe, PushedImage
 from localcluster.process import wait_until
 from localcluster.registry import Registry
-from tests.support.deploy_manifests import DEPLOY_DIR
+from tests.support.deploy_manifests import DEPLOY_DIR, kustomization_documents
 from tests.support.isolated_install import (
     GROUP,
+    VERSION,
     Installed,
     create_job,
     create_namespace,
@@ -72,9 +73,12 @@ def _pull_with_a_job_and_a_list_job(installed: Installed, builder: ImageBuilder,
 
 
 def _ours(item: Mapping[str, Any]) -> bool:
-    """An object prepull made or installed: by name, label, namespace, or (an Event) what it is about or by."""
+    """An object prepull made or installed: of our API, or by name, label, namespace, or (an Event) what it is
+    about or who reported it."""
     metadata = item.get("metadata") or {}
     labels = metadata.get("labels") or {}
+    if str(item.get("apiVersion", "")).startswith(f"{GROUP}/"):
+        return True
     if NAME_MARK in str(metadata.get("name", "")) or labels.get(LABEL[0]) == LABEL[1]:
         return True
     if metadata.get("namespace") == SYSTEM_NAMESPACE:
@@ -86,24 +90,41 @@ def _ours(item: Mapping[str, Any]) -> bool:
     return str(involved.get("apiVersion", "")).startswith(f"{GROUP}/") or any(NAME_MARK in r for r in reporters)
 
 
+def _describe(item: Mapping[str, Any]) -> str:
+    metadata = item["metadata"]
+    text = f"{item.get('kind')} {metadata.get('namespace', '')}/{metadata['name']}"
+    if item.get("kind") == "Event":
+        involved = item.get("involvedObject") or {}
+        text += f" about {involved.get('apiVersion')} {involved.get('kind')} {involved.get('name')}"
+        text += f" from {item.get('reportingComponent') or (item.get('source') or {}).get('component')}"
+    return text
+
+
 def leftovers(installed: Installed) -> list[str]:
     """Every object of ours still served, over every listable kind, plus our API group if still served."""
     kinds = installed.plane.kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
     listed = json.loads(installed.plane.kubectl("get", ",".join(kinds), "--all-namespaces", "-o", "json").stdout)
-    found = [
-        f"{item.get('kind')} {item['metadata'].get('namespace', '')}/{item['metadata']['name']}"
-        for item in listed["items"]
-        if _ours(item)
-    ]
+    found = [_describe(item) for item in listed["items"] if _ours(item)]
     groups = kubernetes.client.ApisApi(installed.api).get_api_versions().groups
     found += [f"API group {group.name}" for group in groups if group.name == GROUP]
     return found
+
+
+def _what_the_sweep_must_see(installed: Installed) -> set[str]:
+    """While installed: every object of the kustomization, the NodeImages, the Leases, the Pods, the API group."""
+    expected = {_describe(document) for document in kustomization_documents()}
+    expected |= {f"NodeImage /{node}" for node in installed.runtimes}
+    expected |= {f"Lease {SYSTEM_NAMESPACE}/{name}" for name in ("prepull-scheduler", "prepull-nodeimage-sync")}
+    expected |= {f"Pod {SYSTEM_NAMESPACE}/{pod}" for pod in installed.workloads.pods}
+    return expected | {f"API group {GROUP}"}
 
 
 def test_uninstall_as_documented_leaves_nothing_behind(
     installed: Installed, image_builder: ImageBuilder, open_registry: Registry
 ) -> None:
     _pull_with_a_job_and_a_list_job(installed, image_builder, open_registry)
+    missing = _what_the_sweep_must_see(installed) - set(leftovers(installed))
+    assert not missing, f"the sweep misses objects of ours while installed: {sorted(missing)}"
     kubectl = installed.plane.kubectl
 
     kubectl("delete", "imagelistpulljobs,imagepulljobs", "--all", "--all-namespaces", "--wait=true")
@@ -112,6 +133,7 @@ def test_uninstall_as_documented_leaves_nothing_behind(
         assert remaining == [], plural
     with installed.workloads.acting_as_kubelet():
         kubectl("delete", "-k", str(DEPLOY_DIR), f"--timeout={DELETE_TIMEOUT}")
+    kubectl("delete", "events", "--all-namespaces", f"--field-selector=involvedObject.apiVersion={GROUP}/{VERSION}")
 
     seen: list[str] = []
 

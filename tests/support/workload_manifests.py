@@ -30,8 +30,9 @@ instead of being passed on unchanged):
    directory for that host path, which the test names (e.g. `/run/containerd` -> the node's containerd directory,
    so the CRI socket argument reaches that node's containerd).
 
-Not reproduced: users, capabilities, seccomp and resource limits (the processes run as the test's user), and the
-kubelet's token refreshes (the tokens outlive a test).
+The kubelet's `$(VAR)` expansion in command, args and env values is reproduced. Not reproduced: users,
+capabilities, seccomp and resource limits (the processes run as the test's user), and the kubelet's token
+refreshes (the tokens outlive a test).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ SERVICE_ADDRESS = re.compile(
 )
 CLUSTER_NAME = re.compile(r"[a-z0-9-]+\.[a-z0-9-]+\.svc\b")
 UNIX_SCHEME = "unix://"
+# The kubelet expands `$(NAME)` in command, args and env values from the container's variables; `$$` escapes.
+VARIABLE_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 class UnmappedReferenceError(ValueError):
@@ -179,7 +182,7 @@ def referenced_services(workload: Workload, known: Sequence[Service]) -> list[Se
 class LocalPod:
     """One stand-in Pod of a workload: the Pod object the apiserver holds, and its local side.
 
-    `ports` maps each declared container port (by name and by number) to its loopback port (rule 4);
+    `ports` maps each declared container port (its number, as text) to its loopback port (rule 4);
     `volumes` maps each volume name to its local directory (rule 6).
     """
 
@@ -240,9 +243,11 @@ def container_argv(pod: LocalPod, endpoints: ServiceEndpoints) -> list[str]:
     if not script.exists():
         raise UnmappedReferenceError(f"{pod.name}: {command[0]} is not a console script this project installs")
     mapper = _ValueMapper(pod, endpoints)
-    args = [mapper.argument(str(arg)) for arg in (container.get("args") or [])]
-    environment = [f"{name}={value}" for name, value in container_env(pod, endpoints).items()]
-    return ["/usr/bin/env", "-i", *environment, str(script), *command[1:], *args]
+    environment = container_env(pod, endpoints)
+    args = [mapper.argument(expand(str(arg), environment)) for arg in (container.get("args") or [])]
+    command_args = [expand(str(arg), environment) for arg in command[1:]]
+    assignments = [f"{name}={value}" for name, value in environment.items()]
+    return ["/usr/bin/env", "-i", *assignments, str(script), *command_args, *args]
 
 
 def container_env(pod: LocalPod, endpoints: ServiceEndpoints) -> dict[str, str]:
@@ -253,8 +258,19 @@ def container_env(pod: LocalPod, endpoints: ServiceEndpoints) -> dict[str, str]:
         if "valueFrom" in entry:
             environment[entry["name"]] = downward_value(pod.pod, entry["valueFrom"])
         else:
-            environment[entry["name"]] = mapper.value(str(entry.get("value", "")))
+            environment[entry["name"]] = mapper.value(expand(str(entry.get("value", "")), environment))
     return environment
+
+
+def expand(text: str, environment: Mapping[str, str]) -> str:
+    """The kubelet's `$(VAR)` expansion: a defined variable's value, `$$` an escaped `$`, anything else as is."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return environment.get(match[1], match[0])
+
+    return VARIABLE_REFERENCE.sub(replace, text)
 
 
 def downward_value(pod: Mapping[str, Any], source: Mapping[str, Any]) -> str:

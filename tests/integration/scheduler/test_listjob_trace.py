@@ -9,7 +9,6 @@ hang under it. `prepull trace imagelistpulljob/<name>` then prints the whole lis
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,8 +59,7 @@ def scheduler(
             f"--metrics-address=127.0.0.1:{free_port()}",
             f"--health-address=127.0.0.1:{free_port()}",
             f"--watch-namespace={kube_namespace}",
-            f"--leader-election-namespace={kube_namespace}",
-            "--retry-period=0.5s",
+            "--leader-elect=false",
         ],
         log_path=tmp_path / "scheduler.log",
         cwd=Path(__file__).resolve().parents[3],

@@ -21,7 +21,9 @@ from typing import Any
 
 import kubernetes.client
 import pytest
+import yaml
 
+from localcluster.identity import NODE_NAME_EXTRA, POD_NAME_EXTRA
 from localcluster.images import ImageBuilder, ImageRecipe
 from localcluster.process import wait_until
 from localcluster.registry import Registry
@@ -69,6 +71,19 @@ def test_every_workload_of_the_kustomization_runs_in_its_own_stand_in_pods(insta
     for pod in installed.workloads.pods.values():
         assert pod.process.alive(), pod.process.log_tail(30)
         assert pod.ready(), pod.name
+
+
+def test_each_process_calls_the_apiserver_as_its_pods_service_account(installed: Installed) -> None:
+    authentication = kubernetes.client.AuthenticationV1Api(installed.api)
+    for pod in installed.workloads.pods.values():
+        account = pod.local.workload.template["spec"]["serviceAccountName"]
+        kubeconfig = yaml.safe_load(pod.local.kubeconfig.read_text())
+        review = authentication.create_token_review({"spec": {"token": kubeconfig["users"][0]["user"]["token"]}})
+        user = review.status.user
+        assert review.status.authenticated, pod.name
+        assert user.username == f"system:serviceaccount:{pod.local.workload.namespace}:{account}", pod.name
+        assert user.extra[POD_NAME_EXTRA] == [pod.name]
+        assert user.extra[NODE_NAME_EXTRA] == [pod.node]
 
 
 def test_leader_election_identity_and_namespace_come_from_the_downward_api(installed: Installed) -> None:
@@ -148,3 +163,65 @@ def test_a_flag_the_code_does_not_know_stops_the_workload(installed: Installed, 
             workloads.start()
     finally:
         workloads.stop()
+
+
+# --- the map itself: explicit rules, and a loud failure for anything they do not cover -------------------------
+
+
+def _local_pod(workload: workload_manifests.Workload, first_port: int) -> workload_manifests.LocalPod:
+    pod = {
+        "metadata": {"name": f"{workload.name}-x", "namespace": workload.namespace, "uid": "u"},
+        "spec": {"nodeName": "node-x", "serviceAccountName": workload.template["spec"]["serviceAccountName"]},
+    }
+    ports = {str(number): first_port + index for index, number in enumerate(workload.container_ports().values())}
+    volumes = {volume["name"]: Path(f"/local/{volume['name']}") for volume in workload.template["spec"]["volumes"]}
+    return workload_manifests.LocalPod(workload, pod, ports, volumes, Path("/local/kubeconfig"))
+
+
+def _puller_with_peers(
+    puller_document: dict[str, Any] | None = None,
+) -> tuple[workload_manifests.LocalPod, dict[tuple[str, str], workload_manifests.Endpoint]]:
+    documents = kustomization_documents()
+    peers = [
+        _local_pod(w, 20000 + 100 * index)
+        for index, w in enumerate(workload_manifests.workloads(documents))
+        if w.name != "prepull-puller"
+    ]
+    puller = workload_manifests.Workload(puller_document or _workload_document("prepull-puller"))
+    endpoints = workload_manifests.service_endpoints(workload_manifests.services(documents), peers)
+    return _local_pod(puller, 30000), endpoints
+
+
+def test_the_map_changes_only_cluster_addresses_paths_and_listen_ports() -> None:
+    puller, endpoints = _puller_with_peers()
+    scheduler = endpoints[("prepull-scheduler", "prepull-system")].pod.local_port("grpc")
+    inventory = endpoints[("prepull-nodeimage-sync", "prepull-system")].pod.local_port("grpc")
+
+    argv = workload_manifests.container_argv(puller, endpoints)
+
+    assert argv[:2] == ["/usr/bin/env", "-i"]
+    assert "NODE_NAME=node-x" in argv
+    assert "KUBECONFIG=/local/kubeconfig" in argv
+    assert f"--grpc-address=127.0.0.1:{puller.local_port('grpc')}" in argv
+    assert f"--scheduler-address=dns:///127.0.0.1:{scheduler}" in argv
+    assert f"--inventory-address=127.0.0.1:{inventory}" in argv
+    assert "--cri-socket=unix:///local/containerd-run/containerd.sock" in argv
+    assert "--credentials-token-file=/local/prepull-tokens/credentials/token" in argv
+    assert "--log-level=info" in argv
+
+
+@pytest.mark.parametrize(
+    ("field", "replacement"),
+    [
+        ("args", "--scheduler-address=dns:///prepull-elsewhere.prepull-system.svc:9090"),
+        ("env", {"name": "PHASE", "valueFrom": {"fieldRef": {"fieldPath": "status.phase"}}}),
+        ("env", {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}),
+    ],
+    ids=["unknown-service", "unknown-field", "secret-ref"],
+)
+def test_a_reference_without_a_rule_fails_instead_of_passing_through(field: str, replacement: object) -> None:
+    document = copy.deepcopy(_workload_document("prepull-puller"))
+    document["spec"]["template"]["spec"]["containers"][0][field].append(replacement)
+    puller, endpoints = _puller_with_peers(document)
+    with pytest.raises(workload_manifests.UnmappedReferenceError):
+        workload_manifests.container_argv(puller, endpoints)

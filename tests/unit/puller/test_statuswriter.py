@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from localcluster.process import wait_until
 from services.puller import statusbook, statuswriter
 from services.puller.logic import tagstate
 from services.puller.logic.tagstate import TagKey
@@ -88,3 +90,28 @@ def test_unchanged_status_is_not_written() -> None:
     assert not writer.write_once()
     assert len(api.patches) == 1
     assert writer.writes == 1
+
+
+def test_the_write_that_finishes_every_tag_is_not_held_for_the_coalesce_time() -> None:
+    # Issue 9: jobs wait for this write; each wave of a job with a parallelism paid the coalesce time on top.
+    api = OneObjectApi(a_node_image("5"))
+    book = statusbook.StatusBook()
+    token = book.claim(KEY)
+    started = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    pulling = tagstate.pulling(KEY, 0, started)
+    book.record(KEY, token, tagstate.succeeded(pulling, image_name="ubuntu:latest", runtime_id="sha256:1", now=started))
+    hours = statuswriter.WriterSettings(coalesce=3600.0)
+    writer = statuswriter.StatusWriter(
+        api,  # type: ignore[arg-type]
+        "node-a",
+        book,
+        settings=hours,
+        cached=lambda: copy.deepcopy(api.obj),
+    )
+    writer.start()
+    try:
+        writer.mark_dirty()
+        wait_until(lambda: writer.writes == 1, timeout=30, interval=0.05, what="the finishing status write")
+    finally:
+        writer.stop()
+    assert api.obj["status"]["succeeded"] == 1
