@@ -70,6 +70,7 @@ class RequestCount:
     leases: int = 0
 
 
+HTTP_ERRORS = 400
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -104,6 +105,8 @@ def count_writes(
 def written_objects(log: Path, window: Window, identities: Mapping[str, str]) -> dict[str, list[str]]:
     """Per label, the objects written in `window` as `resource/name[/subresource]`, repeated per write, sorted.
 
+    A refused write (a 409 conflict, say) is listed with its status code: `nodeimages/node-1 (409)`.
+
     Leases (leader election renews them every few seconds) and Events (reports, not state) are left out.
     """
     written: dict[str, list[str]] = {label: [] for label in set(identities.values())}
@@ -112,7 +115,8 @@ def written_objects(log: Path, window: Window, identities: Mapping[str, str]) ->
         if event.get("verb") not in WRITE_VERBS or ref.get("resource") in ("leases", "events"):
             continue
         path = "/".join(part for part in (ref.get("resource"), ref.get("name"), ref.get("subresource")) if part)
-        written[label].append(path)
+        code = int((event.get("responseStatus") or {}).get("code") or 0)
+        written[label].append(path if code < HTTP_ERRORS else f"{path} ({code})")
     return {label: sorted(paths) for label, paths in written.items()}
 
 

@@ -5,10 +5,11 @@ nothing to do (the reconcile that wrote it has already decided on the written ob
 reconcile per write: a tag removed from the spec used to be three reconciles (the change, the echo of the spec
 write, the echo of the status write) for one change (issue 9, finding 4).
 
-The reconciler records each resourceVersion it made a decision on; the NodeImage event handler skips an update
-whose resourceVersion is recorded, once. Any other writer's change has a resourceVersion the reconciler never
-decided on, so it is always reconciled. The decisions themselves stay pure: this only tells the event
-handler which events carry nothing new.
+The reconciler records each resourceVersion it made a decision on: the cached object, every object a write
+returned (it decides on that one next, in the same reconcile), and another writer's version it read after a
+conflict. The NodeImage event handler skips an update whose resourceVersion is recorded, once. A version the
+reconciler never decided on, such as any other writer's change it has not read, is always reconciled. The
+decisions themselves stay pure: this only tells the event handler which events carry nothing new.
 
 A write's event can reach the handler before the writing worker has recorded the version (the watch is
 faster than the HTTP response's bookkeeping). So while a worker is acting on a name, the handler waits for it

@@ -1,8 +1,10 @@
 """Informer events → node names on the work queue (upstream §4.1 and §4.3's event handlers).
 
 * Every NodeImage event enqueues its name: the NodeImage is what we maintain, and its changes (a puller's
-  status, a scheduler's new tag) can start a timer. The exception is an update to a version the reconciler
-  has already decided on (`OwnWrites`: mostly the echo of its own write), which holds nothing new.
+  status, a scheduler's new tag) can start a timer. The exceptions are updates that hold nothing new: one to
+  a version the reconciler has already decided on (`OwnWrites`: mostly the echo of its own write), and one
+  that changes nothing a decision reads (`logic.triggers.nodeimage_update_matters`: a puller recording the
+  spec generation it has seen).
 * A Node event enqueues its name only when it can matter (`logic.triggers`); kubelet heartbeats do not.
 * An ImagePullJob delete enqueues every NodeImage that names the job, found by scanning the NodeImage cache
   (memory only, once per deleted job), and tells the owner resolver the job is gone. So the job's tags leave
@@ -65,7 +67,7 @@ class Triggers:
         """Handlers for the NodeImage informer: every event enqueues the name, except an already acted-on update."""
         return informer.Handlers(
             on_add=self._enqueue_object,
-            on_update=lambda _old, new: self._nodeimage_updated(new),
+            on_update=self._nodeimage_updated,
             on_delete=self._nodeimage_deleted,
         )
 
@@ -91,10 +93,12 @@ class Triggers:
     def _enqueue_object(self, raw: Mapping[str, Any]) -> None:
         self._queue.add(str(raw["metadata"]["name"]))
 
-    def _nodeimage_updated(self, raw: Mapping[str, Any]) -> None:
-        if self._own_writes is not None and self._own_writes.is_echo(raw):
+    def _nodeimage_updated(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        if self._own_writes is not None and self._own_writes.is_echo(new):
             return
-        self._enqueue_object(raw)
+        if not triggers.nodeimage_update_matters(old, new):
+            return
+        self._enqueue_object(new)
 
     def _nodeimage_deleted(self, raw: Mapping[str, Any]) -> None:
         if self._own_writes is not None:

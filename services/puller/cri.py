@@ -196,8 +196,10 @@ class CriImageService:
             sandbox_config=sandbox_message(sandbox),
         )
         future = self._images.PullImage.future(request, timeout=timeout)
-        while not future.done():
-            if cancel.wait(CANCEL_POLL_SECONDS):
+        finished = threading.Event()
+        future.add_done_callback(lambda _: finished.set())
+        while not finished.wait(CANCEL_POLL_SECONDS):  # the answer wakes us at once; the poll is for `cancel`
+            if cancel.is_set():
                 future.cancel()
                 raise PullCancelled(f"pulling image {reference} is canceled")
         try:

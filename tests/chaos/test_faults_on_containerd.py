@@ -238,8 +238,9 @@ def test_node_deleted_and_another_added_during_a_job(bed: ChaosBed, chaos_seed: 
     """Upstream §2.10: the deleted node drops out of `desired` and every counter; the added node joins and pulls.
 
     So that the job is provably still running when the nodes change, the registry (through the proxy) answers
-    errors from a seeded moment mid-pull until the added node has been given the image; the pullers retry
-    within `CHURN_BACKOFF_LIMIT`, and every pull then completes.
+    errors from the job's start until the added node has been given the image: the node is deleted while its
+    puller retries (a node whose pull had finished would leave a finished job behind, which ignores new nodes).
+    The pullers retry within `CHURN_BACKOFF_LIMIT`, and every pull then completes.
     """
     rng = random.Random(chaos_seed)
     for round_number in range(chaos_rounds):
@@ -264,21 +265,23 @@ def run_churn_round(bed: ChaosBed, rng: random.Random, context: str) -> None:
             "pullPolicy": {"backoffLimit": CHURN_BACKOFF_LIMIT, "timeoutSeconds": 120},
             "completionPolicy": {"type": "Always", "activeDeadlineSeconds": int(JOB_TIMEOUT)},
         }
-        create_job(local, namespace, "chaos", spec)
-        time.sleep(rng.uniform(0.2, 1.5))
         bed.proxy.fail_with(rng.choice([500, 502, 503]))
-        completed_before_hold = job_complete(local, namespace)
+        create_job(local, namespace, "chaos", spec)
+        time.sleep(rng.uniform(0.5, 4.0))
         remove_node_and_puller(local, bed.services, bed.restarter, deleted)
         add_node_and_puller(local, bed.services, added, {"prepull.io/pool": "general"}, trusted=[bed.proxy.address])
-        wait_until(
-            lambda: node_given(local, added, name, tag) and deleted not in nodeimage_names(local),
-            timeout=RECOVERY_TIMEOUT,
-            interval=0.5,
-            what=f"{context}: {added} given the image and {deleted}'s NodeImage gone",
-        )
+        try:
+            wait_until(
+                lambda: node_given(local, added, name, tag) and deleted not in nodeimage_names(local),
+                timeout=RECOVERY_TIMEOUT,
+                interval=0.5,
+                what=f"{added} given the image and {deleted}'s NodeImage gone",
+            )
+        except TimeoutError as error:
+            raise AssertionError(f"{context}: {error}\n{job_and_nodes(local, namespace, name, tag)}") from None
         still_running = not job_complete(local, namespace)
         bed.proxy.limit_rate(PROXY_RATE)
-        assert not completed_before_hold and still_running, f"{context}: the job ended before the nodes changed"
+        assert still_running, f"{context}: the job ended while the registry failed"
         status = wait_for_completion(local, namespace, "chaos", timeout=JOB_TIMEOUT)
         assert (status.get("desired"), status.get("succeeded"), status.get("failed")) == (NODES, NODES, 0), (
             f"{context}: {status}"
@@ -305,3 +308,14 @@ def node_given(local: LocalCluster, node: str, name: str, tag: str) -> bool:
     item = custom(local).get_cluster_custom_object(GROUP, VERSION, "nodeimages", node)
     tags = ((item.get("spec") or {}).get("images") or {}).get(name, {}).get("tags", [])
     return any(entry.get("tag") == tag for entry in tags)
+
+
+def job_and_nodes(local: LocalCluster, namespace: str, name: str, tag: str) -> str:
+    """The job's status and each NodeImage's spec entry and status for `name:tag`, for a failure message."""
+    lines = [f"job status: {job_status(local, namespace, 'chaos')}"]
+    for item in custom(local).list_cluster_custom_object(GROUP, VERSION, "nodeimages")["items"]:
+        spec = ((item.get("spec") or {}).get("images") or {}).get(name, {}).get("tags", [])
+        status = ((item.get("status") or {}).get("imageStatuses") or {}).get(name, {}).get("tags", [])
+        entries = [e for e in spec if e.get("tag") == tag], [e for e in status if e.get("tag") == tag]
+        lines.append(f"{item['metadata']['name']}: spec {entries[0]} status {entries[1]}")
+    return "\n".join(lines)

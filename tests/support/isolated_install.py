@@ -54,7 +54,6 @@ def installed_and_running(state_dir: Path, runtimes: Sequence[ContainerdNode]) -
     """Control plane, `kubectl apply -k deploy/`, a Node per runtime, then every workload of deploy/ running."""
     plane = ControlPlane(state_dir / "control-plane")
     plane.start()
-    workloads: LocalWorkloads | None = None
     try:
         with plane.api_client() as api:
             apply_deploy(plane)
@@ -68,13 +67,14 @@ def installed_and_running(state_dir: Path, runtimes: Sequence[ContainerdNode]) -
                 documents=kustomization_documents(),
                 host_paths={runtime.name: {CONTAINERD_HOST_PATH: runtime.base_dir} for runtime in runtimes},
             )
-            workloads.start()
-            workloads.wait_ready()
-            yield Installed(plane, api, workloads, {runtime.name: runtime for runtime in runtimes})
+            try:
+                workloads.start()
+                workloads.wait_ready()
+                yield Installed(plane, api, workloads, {runtime.name: runtime for runtime in runtimes})
+            finally:
+                print(workloads.log_tails(40))
+                workloads.stop()
     finally:
-        if workloads is not None:
-            print(workloads.log_tails(40))
-            workloads.stop()
         plane.stop()
 
 

@@ -5,16 +5,26 @@ NodeImage on every heartbeat would be most of our work for nothing. So a Node ev
 when it can change the outcome: a Ready Node without a NodeImage (after the rest of the creation delay), a
 Node whose labels differ from its NodeImage's, or a Node on its way out whose NodeImage still exists.
 Virtual-kubelet Nodes are ignored altogether.
+
+A NodeImage update enqueues its name unless nothing nodeimage_sync decides on changed
+(`nodeimage_update_matters`): a puller recording the spec generation it has seen (`status.observedGeneration`,
+its write right after every spec change) changes nothing any decision reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
 
-__all__ = ["after_node_change", "after_node_delete"]
+__all__ = ["after_node_change", "after_node_delete", "nodeimage_update_matters"]
+
+IGNORED_STATUS_FIELDS = frozenset({"observedGeneration"})
+"""Status fields no nodeimage_sync decision reads (the puller's record of the spec generation it acted on)."""
+DECIDING_METADATA_FIELDS = ("name", "uid", "labels", "deletionTimestamp")
+"""Metadata fields a decision reads: which object, whose labels (fake or mirrored), whether it is going."""
 
 
 def after_node_change(
@@ -44,3 +54,19 @@ def after_node_change(
 def after_node_delete(*, node: NodeFacts, has_nodeimage: bool) -> bool:
     """Whether a deleted Node's name should be reconciled (to delete its NodeImage)."""
     return has_nodeimage and not node.virtual
+
+
+def nodeimage_update_matters(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a NodeImage update can change any decision: its metadata that decisions read, spec, or status.
+
+    False only when `old` and `new` differ in nothing but what no decision reads (resourceVersion, managed
+    fields, annotations, `status.observedGeneration`). `old` was decided on already or is queued, so the
+    update holds nothing new.
+    """
+    return _deciding_view(old) != _deciding_view(new)
+
+
+def _deciding_view(raw: Mapping[str, Any]) -> tuple[object, ...]:
+    metadata = raw.get("metadata") or {}
+    status = {key: value for key, value in (raw.get("status") or {}).items() if key not in IGNORED_STATUS_FIELDS}
+    return (*(metadata.get(key) for key in DECIDING_METADATA_FIELDS), raw.get("spec"), status)

@@ -126,3 +126,18 @@ def test_a_tag_past_its_ttl_leaves_spec_and_status_in_one_reconcile(sync: SyncHa
     assert list(images(sync, name)) == ["nginx"]
     assert "nginx" in image_statuses(sync, name)
     assert after - before == 1, f"{after - before:.0f} reconciles for one change"
+
+
+def test_a_puller_recording_the_spec_generation_is_no_reconcile(sync: SyncHarness) -> None:
+    app = sync.start()
+    name = f"fake-{sync.run_id}"
+    two_images(sync, name)
+    report_pulled(sync, name)
+    before, version = settled(sync, app, name)
+    generation = sync.api.get(resources.NODE_IMAGES, name)["metadata"]["generation"]
+
+    sync.api.patch_status(resources.NODE_IMAGES, name, {"status": {"observedGeneration": generation}})
+    after, new_version = settled(sync, app, name)
+
+    assert new_version != version, "the status write was not seen"
+    assert after == before, "a change no decision reads was reconciled"
