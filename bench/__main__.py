@@ -37,7 +37,8 @@ def run(name: str, args: argparse.Namespace, work: Path) -> list[Section]:
         return [clusterstart.section(runs, cluster.DEFAULT_NODE_COUNT, mode)]
     if name == "fanout":
         sizes: Sequence[int] = args.nodes or ([100] if args.quick else [100, 1000])
-        results = [fanout.measure(work, n, with_parallelism=n == max(sizes)) for n in sizes]
+        with_parallelism = not args.no_parallelism
+        results = [fanout.measure(work, n, with_parallelism=with_parallelism and n == max(sizes)) for n in sizes]
         return fanout.sections(results, mode)
     if name == "nodeimages":
         count = args.nodeimages or (nodeimages.QUICK_NODES if args.quick else nodeimages.FULL_NODES)
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="cluster start samples (full mode); default: %(default)s")
     parser.add_argument("--nodes", type=int, action="append", help="fan-out node counts (repeatable)")
     parser.add_argument("--nodeimages", type=int, help="node count of the NodeImage creation/restart benchmark")
+    parser.add_argument("--no-parallelism", action="store_true", help="fan-out without the parallelism runs")
     parser.add_argument("--restart-jobs", type=int, help="jobs seeded for the restart (0: none)")
     parser.add_argument("--idle-jobs", type=int, help="jobs of the idle benchmark")
     parser.add_argument("--idle-nodes", type=int, help="nodes of the idle benchmark")

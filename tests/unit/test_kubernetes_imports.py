@@ -19,10 +19,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "services"
 ALLOWED = (SERVICES / "shared" / "kube", SERVICES / "cli")
-NOT_YET_MOVED = {
-    "services/shared/auth/tokenreview.py": "kubernetes.client.AuthenticationV1Api.create_token_review",
-    "services/shared/auth/subjectaccess.py": "kubernetes.client.AuthorizationV1Api.create_subject_access_review",
-}
 
 
 def kubernetes_imports(path: Path) -> list[str]:
@@ -58,12 +54,7 @@ def test_no_module_outside_shared_kube_imports_kubernetes() -> None:
         if (imports := kubernetes_imports(path))
     }
 
-    assert {name: imports for name, imports in offenders.items() if name not in NOT_YET_MOVED} == {}
-
-
-@pytest.mark.parametrize("name", sorted(NOT_YET_MOVED))
-def test_modules_not_yet_moved_still_need_their_entry(name: str) -> None:
-    assert kubernetes_imports(REPO / name), f"{name} no longer imports kubernetes: remove it from NOT_YET_MOVED"
+    assert offenders == {}
 
 
 @pytest.mark.parametrize(

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
-
-import kubernetes.client
+from typing import Any, Protocol
 
 from services.shared.auth.cache import TtlCache
 from services.shared.auth.caller import Caller
 from services.shared.auth.errors import PermissionDenied, ReviewUnavailable
-from services.shared.auth.tokenreview import API_FAILURES, DEFAULT_MAX_CACHED, DEFAULT_REQUEST_TIMEOUT_SECONDS
+from services.shared.auth.tokenreview import DEFAULT_MAX_CACHED, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from services.shared.clock import Clock, SystemClock
+from services.shared.kube import client, kubeapi, resources
 from services.shared.kube import errors as kube_errors
 
 log = logging.getLogger(__name__)
@@ -94,7 +93,7 @@ class SubjectAccessReviewer:
 
     def __init__(
         self,
-        api_client: kubernetes.client.ApiClient,
+        api_client: client.ApiClient,
         *,
         allowed_ttl_seconds: float = DEFAULT_ALLOWED_TTL_SECONDS,
         denied_ttl_seconds: float = DEFAULT_DENIED_TTL_SECONDS,
@@ -103,7 +102,7 @@ class SubjectAccessReviewer:
         clock: Clock | None = None,
     ) -> None:
         """Prepare the API and the cache; no request is made yet."""
-        self._api = kubernetes.client.AuthorizationV1Api(api_client)
+        self._api = kubeapi.KubeApi(api_client)
         self._ttls = {True: allowed_ttl_seconds, False: denied_ttl_seconds}
         self._timeout = request_timeout_seconds
         self._cache: TtlCache[tuple[_Identity, ResourceAccess], bool] = TtlCache(
@@ -122,38 +121,41 @@ class SubjectAccessReviewer:
 
     def _review(self, caller: Caller, access: ResourceAccess) -> bool:
         try:
-            response = self._api.create_subject_access_review(
-                _review_body(caller, access), _request_timeout=self._timeout
+            response = self._api.create(
+                resources.SUBJECT_ACCESS_REVIEWS, _review_body(caller, access), timeout=self._timeout
             )
-        except API_FAILURES as error:
-            failure = kube_errors.translate(error)
+        except kube_errors.KubeError as failure:
             raise ReviewUnavailable(
                 "cannot check permissions right now; retry later", detail=f"SubjectAccessReview failed: {failure}"
             ) from failure
-        status = response.status
-        allowed = bool(status and status.allowed and not status.denied)
+        status = response.get("status") or {}
+        allowed = bool(status.get("allowed") and not status.get("denied"))
         if not allowed:
-            log.info("%s may not %s: %s", caller.username, access.describe(), (status and status.reason) or "no rule")
+            log.info("%s may not %s: %s", caller.username, access.describe(), status.get("reason") or "no rule")
         return allowed
 
 
-def _review_body(caller: Caller, access: ResourceAccess) -> kubernetes.client.V1SubjectAccessReview:
-    attributes = kubernetes.client.V1ResourceAttributes(
-        verb=access.verb,
-        group=access.group,
-        resource=access.resource,
-        namespace=access.namespace or None,
-        name=access.name or None,
-        subresource=access.subresource or None,
-    )
-    spec = kubernetes.client.V1SubjectAccessReviewSpec(
-        user=caller.username,
-        uid=caller.uid or None,
-        groups=list(caller.groups),
-        extra={key: list(values) for key, values in caller.extra.items()},
-        resource_attributes=attributes,
-    )
-    return kubernetes.client.V1SubjectAccessReview(spec=spec)
+def _review_body(caller: Caller, access: ResourceAccess) -> dict[str, Any]:
+    attributes = {
+        "verb": access.verb,
+        "group": access.group,
+        "resource": access.resource,
+        "namespace": access.namespace or None,
+        "name": access.name or None,
+        "subresource": access.subresource or None,
+    }
+    spec = {
+        "user": caller.username,
+        "uid": caller.uid or None,
+        "groups": list(caller.groups),
+        "extra": {key: list(values) for key, values in caller.extra.items()},
+        "resourceAttributes": {key: value for key, value in attributes.items() if value is not None},
+    }
+    return {
+        "apiVersion": resources.SUBJECT_ACCESS_REVIEWS.api_version,
+        "kind": resources.SUBJECT_ACCESS_REVIEWS.kind,
+        "spec": {key: value for key, value in spec.items() if value is not None},
+    }
 
 
 def _cache_identity(caller: Caller) -> _Identity:

@@ -24,16 +24,14 @@ import datetime
 import hashlib
 import json
 import logging
-from typing import Protocol
-
-import kubernetes.client
-import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from services.shared.auth.cache import TtlCache
 from services.shared.auth.caller import Caller
 from services.shared.auth.errors import ReviewUnavailable, Unauthenticated
 from services.shared.clock import Clock, SystemClock
+from services.shared.kube import client, kubeapi, resources
 from services.shared.kube import errors as kube_errors
 
 log = logging.getLogger(__name__)
@@ -44,7 +42,6 @@ DEFAULT_CACHE_TTL_SECONDS = 10.0
 DEFAULT_MAX_CACHED = 4096
 """One entry per live token and audience: a few per node, so this covers clusters of about 2000 nodes."""
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0
-API_FAILURES = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 class Authenticator(Protocol):
@@ -79,7 +76,7 @@ class TokenReviewAuthenticator:
 
     def __init__(
         self,
-        api_client: kubernetes.client.ApiClient,
+        api_client: client.ApiClient,
         *,
         cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS,
         max_cached: int = DEFAULT_MAX_CACHED,
@@ -87,7 +84,7 @@ class TokenReviewAuthenticator:
         clock: Clock | None = None,
     ) -> None:
         """Prepare the API and the cache; no request is made yet."""
-        self._api = kubernetes.client.AuthenticationV1Api(api_client)
+        self._api = kubeapi.KubeApi(api_client)
         self._clock = clock or SystemClock()
         self._ttl = cache_ttl_seconds
         self._timeout = request_timeout_seconds
@@ -106,17 +103,18 @@ class TokenReviewAuthenticator:
         return caller
 
     def _review(self, token: str, audience: str) -> Caller:
-        body = kubernetes.client.V1TokenReview(
-            spec=kubernetes.client.V1TokenReviewSpec(token=token, audiences=[audience])
-        )
+        body = {
+            "apiVersion": resources.TOKEN_REVIEWS.api_version,
+            "kind": resources.TOKEN_REVIEWS.kind,
+            "spec": {"token": token, "audiences": [audience]},
+        }
         try:
-            response = self._api.create_token_review(body, _request_timeout=self._timeout)
-        except API_FAILURES as error:
-            failure = kube_errors.translate(error)
+            response = self._api.create(resources.TOKEN_REVIEWS, body, timeout=self._timeout)
+        except kube_errors.KubeError as failure:
             raise ReviewUnavailable(
                 "cannot verify the token right now; retry later", detail=f"TokenReview failed: {failure}"
             ) from failure
-        return caller_from_review_status(response.status, audience)
+        return caller_from_review_status(response.get("status"), audience)
 
     def _cache_ttl(self, token: str) -> float:
         expiry = unverified_expiry(token)
@@ -125,24 +123,25 @@ class TokenReviewAuthenticator:
         return min(self._ttl, (expiry - self._clock.now()).total_seconds())
 
 
-def caller_from_review_status(status: kubernetes.client.V1TokenReviewStatus | None, audience: str) -> Caller:
+def caller_from_review_status(status: Mapping[str, Any] | None, audience: str) -> Caller:
     """The caller a TokenReview status describes, if it accepts the token for `audience`.
 
     Raises:
         Unauthenticated: not authenticated, or not for `audience` (the API server's reason goes to `detail`).
     """
     refused = f"token is invalid, expired, or not issued for audience {audience!r}"
-    if status is None or not status.authenticated:
-        raise Unauthenticated(refused, detail=(status.error if status else None) or "not authenticated")
-    if audience not in (status.audiences or ()):
-        raise Unauthenticated(refused, detail=f"token is valid for audiences {status.audiences or '[apiserver]'}")
-    user = status.user
+    if not status or not status.get("authenticated"):
+        raise Unauthenticated(refused, detail=(status or {}).get("error") or "not authenticated")
+    audiences = status.get("audiences") or []
+    if audience not in audiences:
+        raise Unauthenticated(refused, detail=f"token is valid for audiences {audiences or '[apiserver]'}")
+    user = status.get("user") or {}
     return Caller.from_user_info(
-        username=user.username or "",
-        uid=user.uid,
-        groups=user.groups,
-        extra=user.extra,
-        audiences=status.audiences,
+        username=user.get("username") or "",
+        uid=user.get("uid"),
+        groups=user.get("groups"),
+        extra=user.get("extra"),
+        audiences=audiences,
     )
 
 

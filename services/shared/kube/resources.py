@@ -107,4 +107,8 @@ EVENTS = Resource("", "v1", "events", "Event", True)
 """core/v1 Events written by `events.EventRecorder` (kubectl describe shows these)."""
 
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
+
+TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False)
+
+SUBJECT_ACCESS_REVIEWS = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False)
 """Leader election of scheduler and nodeimage_sync."""

@@ -8,7 +8,6 @@ import datetime
 import json
 
 import grpc
-import kubernetes.client
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -90,10 +89,13 @@ def test_caller_from_user_info_parses_the_pod_and_node_binding():
 
 
 def review_status(authenticated: bool, audiences=None, error=None, extra=None):
-    user = kubernetes.client.V1UserInfo(username=PULLER_SA, uid="u-1", groups=["g"], extra=extra)
-    return kubernetes.client.V1TokenReviewStatus(
-        authenticated=authenticated, audiences=audiences, error=error, user=user if authenticated else None
-    )
+    user = {"username": PULLER_SA, "uid": "u-1", "groups": ["g"], "extra": extra}
+    return {
+        "authenticated": authenticated,
+        "audiences": audiences,
+        "error": error,
+        "user": user if authenticated else None,
+    }
 
 
 def test_review_status_must_confirm_our_audience():
