@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from services.scheduler import settings as scheduler_settings
 from services.scheduler.app import SchedulerApp
 from services.shared import logging as shared_logging
+from services.shared import settings as shared_settings
 from services.shared.kube import client
 from services.shared.rpc import server as rpc_server
 from services.shared.telemetry import setup as telemetry_setup
@@ -19,7 +20,11 @@ log = logging.getLogger("services.scheduler")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, start the replica, and block until asked to stop."""
-    settings = scheduler_settings.parse(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = scheduler_settings.parse(sys.argv[1:] if argv is None else argv)
+    except shared_settings.SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
     shared_logging.configure(settings.log_level)
     tracing = telemetry_setup.configure_tracing(os.environ, default_service_name="prepull-scheduler")
     try:
