@@ -57,7 +57,7 @@ PARALLELISM = 10
 PULL_SECONDS = 3.0 if full_suite() else 1.5
 """Every simulated pull takes this long: a job runs five waves of pulls, so faults land mid-pull."""
 KILLS_PER_JOB = 6 if full_suite() else 3
-OUTAGE_SECONDS = 20.0 if full_suite() else 10.0
+OUTAGE_SECONDS = 20.0 if full_suite() else 5.0
 BACKOFF_LIMIT = 6
 JOB_TIMEOUT = 600.0
 RECOVERY_TIMEOUT = 120.0

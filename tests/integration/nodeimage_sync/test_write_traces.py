@@ -10,7 +10,7 @@ alone gets no span.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,22 @@ def receiver(tmp_path: Path) -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture
-def sync_process(sync: SyncHarness, receiver: OtlpReceiver, tmp_path: Path) -> Iterator[ManagedProcess]:
-    """`prepull-nodeimage-sync` for this test's NodeImages only, exporting every span to `receiver`."""
-    process = ManagedProcess(
+def start_sync(sync: SyncHarness, receiver: OtlpReceiver, tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """Start `prepull-nodeimage-sync` (with the given `--response-timeout`) for this test's NodeImages only,
+    exporting every span to `receiver`."""
+    started: list[ManagedProcess] = []
+
+    def start(response_timeout: str) -> None:
+        started.append(_sync_process(sync, receiver, tmp_path, response_timeout))
+        started[-1].start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def _sync_process(sync: SyncHarness, receiver: OtlpReceiver, tmp_path: Path, response_timeout: str) -> ManagedProcess:
+    return ManagedProcess(
         name="nodeimage_sync",
         argv=[
             sys.executable,
@@ -53,7 +66,7 @@ def sync_process(sync: SyncHarness, receiver: OtlpReceiver, tmp_path: Path) -> I
             f"--node-selector={sync.selector}",
             "--leader-elect=false",
             "--creation-delay=1s",
-            "--response-timeout=3s",
+            f"--response-timeout={response_timeout}",
             "--min-requeue=0.5",
             "--requeue-jitter=0.5",
             "--no-auth",
@@ -67,11 +80,6 @@ def sync_process(sync: SyncHarness, receiver: OtlpReceiver, tmp_path: Path) -> I
             "PYTHONUNBUFFERED": "1",
         },
     )
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def traced_tag(tag: str, job: dict[str, Any], traceparent: str) -> dict[str, Any]:
@@ -90,8 +98,9 @@ def writes_in(receiver: OtlpReceiver, traceparent: str) -> list[dict[str, Any]]:
 
 
 def test_removing_a_deleted_jobs_tag_is_a_span_of_that_jobs_trace(
-    sync: SyncHarness, sync_process: ManagedProcess, receiver: OtlpReceiver
+    sync: SyncHarness, start_sync: Callable[[str], None], receiver: OtlpReceiver
 ) -> None:
+    start_sync("10m")  # no tag fails for a silent node while the test runs
     gone_job, kept_job = sync.create_job("gone"), sync.create_job("kept")
     name = f"fake-{sync.run_id}"
     sync.create_fake_nodeimage(name)
@@ -112,8 +121,9 @@ def test_removing_a_deleted_jobs_tag_is_a_span_of_that_jobs_trace(
 
 
 def test_failing_a_silent_nodes_tag_is_a_span_of_the_jobs_trace(
-    sync: SyncHarness, sync_process: ManagedProcess, receiver: OtlpReceiver
+    sync: SyncHarness, start_sync: Callable[[str], None], receiver: OtlpReceiver
 ) -> None:
+    start_sync("3s")
     job = sync.create_job("silent")
     name = f"fake-{sync.run_id}"
     sync.create_fake_nodeimage(name)
