@@ -48,11 +48,16 @@ class Scale:
     nodes: int
     window: float
     expiry_after: float
-    """Seconds from the end of the seed until the first tag's TTL runs out: long enough to settle and idle first."""
+    """Seconds from the first node's seed (the last written) until its first tag's TTL runs out: long enough to
+    start the agents and the services, settle and idle first."""
+    agents: bool = True
+    """Run the N node agents."""
 
 
 QUICK = Scale(jobs=6, nodes=50, window=15.0, expiry_after=60.0)
-FULL = Scale(jobs=200, nodes=1000, window=60.0, expiry_after=600.0)
+FULL = Scale(jobs=200, nodes=1000, window=60.0, expiry_after=480.0)
+PROBE_LIMIT = 60.0
+"""Longest wait for one probed list page."""
 EXPIRING_JOBS = (0, 1)
 """Job indexes whose first-node tag expires, `EVENT_GAP` seconds apart: one `Always`, one `Never`."""
 EVENT_GAP = 30.0
@@ -76,6 +81,7 @@ class EventResult:
 class IdleResult:
     scale: Scale
     seed: seeding.SeedResult = field(default_factory=seeding.SeedResult)
+    listability: seeding.Listability = field(default_factory=seeding.Listability)
     pullers_seconds: float = 0.0
     settle_seconds: float = 0.0
     seed_check: dict[str, int] = field(default_factory=dict)
@@ -122,14 +128,18 @@ def measure(work: Path, scale: Scale) -> IdleResult:
             seeding.Expiring(sim.node_names[0], seeding.job_name(index), scale.expiry_after + k * EVENT_GAP)
             for k, index in enumerate(EXPIRING_JOBS)
         ]
-        result.seed = seeder.seed(sim.node_names, expiring=expiring)
-        started = time.monotonic()
-        sim.start_pullers(pull_latency="0s")
-        result.pullers_seconds = time.monotonic() - started
+        first, *others = sim.node_names
+        result.seed = seeder.seed(others)
+        result.listability = seeder.make_listable(sim.control.kubeconfig, others, limit=PROBE_LIMIT)
+        seeder.seed([first], expiring=expiring, result=result.seed)  # its TTLs count from here
+        if scale.agents:
+            started = time.monotonic()
+            sim.start_pullers(pull_latency="0s")
+            result.pullers_seconds = time.monotonic() - started
         services_start = utcnow()
         started = time.monotonic()
         sim.start_services()
-        check = seeding.settled(sim.custom(), NAMESPACE, scale.jobs, scale.nodes)
+        check = seeding.settled(sim.custom(), NAMESPACE, result.seed.targets)
         wait_until(check, timeout=1800, interval=2.0, what="steady state")
         result.settle_seconds = time.monotonic() - started
         time.sleep(5.0)
@@ -202,7 +212,7 @@ def section(work: Path, scale: Scale, mode: str) -> Section:
         ["service", "reconciles/s", "API requests/s (of which Lease)", "CPU s in window", "RSS (peak)", "target"]
     )
     targets = {"scheduler": "≈ 0/s; RSS < 250 MB", "nodeimage_sync": "≈ 0/s; RSS < 250 MB", "puller": "≈ 0/s"}
-    for name in SERVICES:
+    for name in SERVICES if scale.agents else SERVICES[:2]:
         rate = f"{r.reconciles[name]:.2f}" if name in r.reconciles else "n/a"
         requests = f"{r.requests[name] / scale.window:.2f} ({r.lease_requests[name] / scale.window:.2f})"
         label = name if name != "puller" else f"puller ({scale.nodes} agents, summed over host processes)"
@@ -243,6 +253,12 @@ def _counted(paths: list[str]) -> str:
     return ", ".join(f"`{path}` x{n}" if n > 1 else f"`{path}`" for path, n in sorted(counts.items()))
 
 
+def _agents_text(r: IdleResult) -> str:
+    if r.scale.agents:
+        return f"The {r.scale.nodes} agents then started in {r.pullers_seconds:.1f} s, before the services."
+    return "No node agents ran, so nothing re-pulls the `Never` tag after its expiry below."
+
+
 def _setup(r: IdleResult) -> str:
     scale = r.scale
     check = ", ".join(f"{name} {r.seed_check.get(name, 0)}" for name in SERVICES)
@@ -256,8 +272,8 @@ def _setup(r: IdleResult) -> str:
         f"merge-patches: {r.seed.api_writes} writes; {r.seed.object_bytes / 1024:.0f} KiB as served, "
         f"`managedFields` included, {r.seed.spec_bytes / 1024:.0f} KiB of it spec), the other "
         f"{r.seed.etcd_writes} were written into etcd with that one's `managedFields`; {r.seed.seconds:.1f} s in "
-        f"all. The {scale.nodes} agents then started in {r.pullers_seconds:.1f} s, and the services, started "
-        f"after them, settled every job {r.settle_seconds:.1f} s after their start (the scheduler made "
+        f"all. {r.listability.describe()} {_agents_text(r)} The services settled every job "
+        f"{r.settle_seconds:.1f} s after their start (the scheduler made "
         f"{r.job_writes} ImagePullJob writes: status, and the finalizer of complete jobs). Seed check, NodeImage "
         f"writes from service start to the end of the idle window: {check} (0 means the seed is what the "
         f"services would have written). Setup otherwise as in the fan-out section."

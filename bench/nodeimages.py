@@ -6,7 +6,7 @@ N Nodes registered through the API, no node agents, then:
   within 30 s); RSS of both once idle;
 - restart of both without jobs (graceful stop, new processes): time until both report ready (leading), and
   until nodeimage_sync acts again (a Node registered right after the restart gets its NodeImage);
-- J jobs seeded over all N nodes (`bench.seeding`: the steady state written through the API, every tag
+- J jobs, each over a sixth of the nodes (one zone x pool group), seeded (`bench.seeding`: every tag
   Succeeded, as the agents would have reported), then both services started: time until every job is settled
   (the scheduler completes the `Always` jobs and counts the `Never` ones), their RSS after that, and the seed
   check (their NodeImage writes: 0 when the seed is what they would have written);
@@ -28,7 +28,7 @@ from bench.audit import Window, count_writes, first_write, utcnow
 from bench.etcdstore import EtcdStore
 from bench.report import Section, Table
 from bench.simcluster import IDENTITIES, SimCluster
-from localcluster import nodes
+from localcluster import cluster, nodes
 from localcluster.process import wait_until
 
 TITLE = "NodeImage creation, RSS and restart at scale"
@@ -42,6 +42,9 @@ NEW_JOB = "job-after-restart"
 NEW_NODE = "node-after-restart-2"
 SCHEDULER_USER = next(user for user, label in IDENTITIES.items() if label == "scheduler")
 ALL_WRITTEN_TIMEOUT = 900.0
+PROBE_LIMIT = 60.0
+GROUPS = 6
+ZONE_LABEL, POOL_LABEL = "topology.kubernetes.io/zone", "prepull.io/pool"
 
 
 @dataclass
@@ -59,6 +62,8 @@ class WithJobs:
     first_tag_seconds: float | None = None
     all_tags_seconds: float | None = None
     tags_written: int = 0
+    new_job_targets: int = 0
+    listability: seeding.Listability = field(default_factory=seeding.Listability)
     load: str = ""
 
 
@@ -100,17 +105,25 @@ def measure(work: Path, count: int, jobs: int) -> Result:
     return result
 
 
+def group_selector(index: int) -> dict[str, str]:
+    """Job `index` targets one of the six (zone, pool) groups of `cluster.default_labels`: a sixth of the nodes."""
+    group = index % GROUPS
+    return {ZONE_LABEL: cluster.ZONES[group % len(cluster.ZONES)], POOL_LABEL: "general" if group % 2 == 0 else "gpu"}
+
+
 def _with_jobs(sim: SimCluster, names: list[str], jobs: int) -> WithJobs:
     out = WithJobs(jobs)
     sim.stop_services()
     sim.ensure_namespace(NAMESPACE)
     seeder = seeding.Seeder(sim.api, NAMESPACE, etcd=EtcdStore(sim.control.etcd_url))
-    seeder.create_jobs({seeding.job_name(i): seeding.job_spec(i, len(names)) for i in range(jobs)})
+    specs = {seeding.job_name(i): seeding.job_spec(i, len(names), group_selector(i)) for i in range(jobs)}
+    seeder.create_jobs(specs)
     out.seed = seeder.seed(names)
+    out.listability = seeder.make_listable(sim.control.kubeconfig, names, limit=PROBE_LIMIT)
     services_start = utcnow()
     started = time.monotonic()
     sim.start_services()
-    wait_until(seeding.settled(sim.custom(), NAMESPACE, jobs, len(names)), timeout=1800, interval=2.0, what="jobs")
+    wait_until(seeding.settled(sim.custom(), NAMESPACE, out.seed.targets), timeout=1800, interval=2.0, what="jobs")
     out.settle_seconds = time.monotonic() - started
     threading.Event().wait(SETTLE_SECONDS)
     for name in SERVICES:
@@ -118,12 +131,13 @@ def _with_jobs(sim: SimCluster, names: list[str], jobs: int) -> WithJobs:
         out.rss[name], out.peak_rss[name] = usage.rss_bytes, usage.peak_rss_bytes
     time.sleep(1.0)
     out.seed_check = count_writes(sim.control.audit_log, Window(services_start, utcnow()), IDENTITIES, "nodeimages")
-    _restart_with_jobs(sim, out, len(names))
+    _restart_with_jobs(sim, out, out.seed.targets[seeding.job_name(0)])
     return out
 
 
 def _restart_with_jobs(sim: SimCluster, out: WithJobs, targets: int) -> None:
-    """Restart both services; a new Node and a new job arrive as the new processes start."""
+    """Restart both services; a new Node and a new job (over job 0's `targets` nodes) arrive as they start."""
+    before = sim.nodeimage_count()
     sim.stop_services()
     restart = utcnow()
     started = time.monotonic()
@@ -136,20 +150,21 @@ def _restart_with_jobs(sim: SimCluster, out: WithJobs, targets: int) -> None:
     starter = threading.Thread(target=start, name="restart")
     starter.start()
     nodes.register_node(sim.api, NEW_NODE)
-    spec = {"image": "bench.local/after-restart/app:1", "parallelism": targets + 1}
+    spec = {"image": "bench.local/after-restart/app:1", "parallelism": targets}
     spec["completionPolicy"] = {"type": "Always"}
+    spec["selector"] = {"matchLabels": group_selector(0)}
     sim.create_job(NAMESPACE, NEW_JOB, spec)
-    wait_until(lambda: sim.nodeimage_count() >= targets + 1, timeout=600, interval=0.2, what="a new NodeImage")
+    wait_until(lambda: sim.nodeimage_count() > before, timeout=600, interval=0.2, what="a new NodeImage")
     out.node_seconds = time.monotonic() - started
     starter.join()
     if not ready:
         raise RuntimeError("the services did not start again")
     out.ready_seconds = ready[0] - started
-    _wait_all_tags(sim, out, targets + 1, started)
+    out.new_job_targets = targets
+    _wait_all_tags(sim, out, targets, started)
     out.load = procstats.load_average()
     time.sleep(1.0)
-    # The `Never` jobs write their tags into the new Node's NodeImage too; the new job's writes go everywhere.
-    first = first_write(sim.control.audit_log, Window(restart, utcnow()), SCHEDULER_USER, "nodeimages", NEW_NODE)
+    first = first_write(sim.control.audit_log, Window(restart, utcnow()), SCHEDULER_USER, "nodeimages")
     out.first_tag_seconds = None if first is None else (first - restart).total_seconds()
 
 
@@ -182,32 +197,33 @@ def section(work: Path, count: int, mode: str, jobs: int = 0) -> Section:
     table.add("restart of both, no jobs → a new Node's NodeImage exists", f"{r.act_seconds:.1f} s", "")
     out.add(table)
     if r.with_jobs is not None:
-        out.add(_jobs_text(r.with_jobs, count + 1))
-        out.add(_jobs_table(r.with_jobs, count + 1))
+        out.add(_jobs_text(r.with_jobs))
+        out.add(_jobs_table(r.with_jobs))
     return out
 
 
-def _jobs_text(w: WithJobs, targets: int) -> str:
+def _jobs_text(w: WithJobs) -> str:
     check = ", ".join(f"{name} {w.seed_check.get(name, 0)}" for name in SERVICES)
+    entries = sum(w.seed.targets.values())
     return (
-        f"Then {w.jobs} jobs (half `Always`, half `Never`) over all {targets} nodes, seeded with the services "
-        f"stopped (`bench/seeding.py`, as in the idle section, every tag Succeeded: {w.seed.api_writes} writes "
-        f"through the apiserver and {w.seed.etcd_writes} into etcd in {w.seed.seconds:.1f} s; "
-        f"{w.seed.object_bytes / 1024:.0f} KiB per NodeImage as served, {w.seed.spec_bytes / 1024:.0f} KiB of it "
-        f"spec), "
-        f"and both services started on it. Seed check, their NodeImage writes until the RSS was taken: {check}. "
-        f"Then both restarted; right after the new processes were launched a Node was registered and an "
-        f'`Always` job over all nodes created. No agents run, so the new tags stay unpulled; "all tag entries" '
+        f"Then {w.jobs} jobs (half `Always`, half `Never`), each over one of the six zone x pool groups of nodes "
+        f"(a sixth of them; {entries} tag entries in all), seeded with the services stopped (`bench/seeding.py`, "
+        f"as in the idle section, every tag Succeeded: {w.seed.api_writes} writes through the apiserver and "
+        f"{w.seed.etcd_writes} into etcd in {w.seed.seconds:.1f} s; the largest seeded spec "
+        f"{w.seed.spec_bytes / 1024:.0f} KiB). {w.listability.describe()} Both services were then started on it. "
+        f"Seed check, their NodeImage writes until the RSS was taken: {check}. Then both restarted; right after "
+        f"the new processes were launched a Node was registered and an `Always` job over one group "
+        f'({w.new_job_targets} nodes) created. No agents run, so the new tags stay unpulled; "all tag entries" '
         f"is the job's status counting every target active. Load average at the end (1 / 5 / 15 min): {w.load}."
     )
 
 
-def _jobs_table(w: WithJobs, targets: int) -> Table:
+def _jobs_table(w: WithJobs) -> Table:
     table = Table(["measurement", "result", "target"])
     table.add(f"services start → all {w.jobs} jobs settled", f"{w.settle_seconds:.1f} s", "")
     for name in SERVICES:
         rss = f"{procstats.mib(w.rss[name])} (peak {procstats.mib(w.peak_rss[name])})"
-        table.add(f"{name} RSS, {w.jobs} jobs x {targets} nodes settled", rss, "< 250 MB")
+        table.add(f"{name} RSS, {w.jobs} jobs settled", rss, "< 250 MB")
     table.add("restart → both ready (leading)", f"{w.ready_seconds:.1f} s", "")
     table.add("restart → a new Node's NodeImage exists", f"{w.node_seconds:.1f} s", "")
     first = f"{w.first_tag_seconds:.1f} s" if w.first_tag_seconds is not None else "none"
@@ -215,7 +231,7 @@ def _jobs_table(w: WithJobs, targets: int) -> Table:
     all_tags = (
         f"{w.all_tags_seconds:.1f} s"
         if w.all_tags_seconds is not None
-        else f"not within {ALL_WRITTEN_TIMEOUT:.0f} s ({w.tags_written} of {targets + 1})"
+        else f"not within {ALL_WRITTEN_TIMEOUT:.0f} s ({w.tags_written} of {w.new_job_targets})"
     )
-    table.add(f"restart → the new job's {targets + 1} tag entries written (its status)", all_tags, "")
+    table.add(f"restart → the new job's {w.new_job_targets} tag entries written (its status)", all_tags, "")
     return table

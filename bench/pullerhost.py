@@ -30,6 +30,10 @@ from services.shared.kube import client, kubeapi
 log = logging.getLogger("bench.pullerhost")
 STARTERS = 16
 """Agents started concurrently (each start lists its NodeImage and waits for the cache)."""
+CONNECTIONS_PER_AGENT = 4
+"""Connections one agent may hold at once: its NodeImage watch, a status write, an Event, a read. The agents
+share one client; a pool smaller than their sum opened (and threw away) a TLS connection for most writes,
+handshakes that loaded the apiserver the simulated nodes share (a real puller has its own pool)."""
 
 
 def build_agent(node: str, api: kubeapi.KubeApi, pull_latency: float, workers: int) -> app.PullerApp:
@@ -50,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     nodes = [line.strip() for line in args.nodes_file.read_text().splitlines() if line.strip()]
     api_client = client.from_kubeconfig(
-        args.kubeconfig, settings=client.ClientSettings(user_agent="prepull-puller", pool_maxsize=len(nodes) + 64)
+        args.kubeconfig,
+        settings=client.ClientSettings(
+            user_agent="prepull-puller", pool_maxsize=len(nodes) * CONNECTIONS_PER_AGENT + 64
+        ),
     )
     api = kubeapi.KubeApi(api_client)
     latency = args.pull_latency.total_seconds()

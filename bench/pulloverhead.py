@@ -375,8 +375,9 @@ def section(work: Path, shape: Shape, mode: str) -> Section:
         f"one containerd node, {CONCURRENCY} at a time, in {shape.rounds} round(s). Each round pulls a direct set "
         "and a puller set of that shape, alternating which goes first, with the system running throughout. "
         "Puller: time from the NodeImage spec patch until every tag is Succeeded in its status (watch, worker "
-        "pool and rate-limited status writes included). Every set is its own images, so no pull finds another's "
-        "blobs in containerd's content store. CPU seconds are summed over the rounds, per process."
+        "pool and rate-limited status writes included; the benchmark watches, it does not poll). Every set is its "
+        "own images, so no pull finds another's blobs, and its images are removed from containerd after its phase, "
+        "so every phase starts from the same store. CPU seconds are summed over the rounds, per process."
     )
     table = Table(["measurement", "result", "target"])
     table.add(

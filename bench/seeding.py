@@ -23,7 +23,7 @@ straight into etcd: the object as nodeimage_sync created it (name, uid, labels, 
 seeded spec and status, the generation a spec write gives, and the template's `managedFields` (they name
 fields only, and every node has the same field paths). The apiserver sees the change through its etcd
 watch like any other. Nodes with an expiring tag are written last, so their TTL is counted from the end of
-the seed.
+the seed (or seeded in a later call, after the list probe below).
 
 The seed is checked, not trusted: after the services settle, the benchmark counts their NodeImage writes in
 the audit log; any write means the seed differs from what they would have written.
@@ -31,6 +31,7 @@ the audit log; any write means the seed differs from what they would have writte
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import json
@@ -40,17 +41,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 
-from bench import etcdstore
+from bench import etcdstore, listprobe
 from bench.etcdstore import EtcdStore
 from bench.simimages import SimulatedImages
 from services.puller.logic import plan, tagstate
 from services.puller.simcri import SimulatedRuntime, SimulationSettings
 from services.scheduler import tracecontext
-from services.scheduler.logic import tagentries, tagpolicy
+from services.scheduler.logic import tagentries, tagpolicy, targets
 from services.shared.api import constants, imageref
 from services.shared.api.imagepulljob import ImagePullJob
 from services.shared.api.meta import ObjectMeta, ObjectReference
@@ -77,7 +79,7 @@ class SeededJob:
 
 @dataclass(frozen=True)
 class Expiring:
-    """One tag entry seeded as finished one TTL before `after` seconds past the end of the seed."""
+    """One tag entry seeded as finished one TTL before `after` seconds after it is written."""
 
     node: str
     job: str
@@ -95,10 +97,42 @@ class SeedResult:
     """Size of the template NodeImage as the apiserver returns it (`managedFields` included)."""
     expiring: dict[str, tuple[int, datetime.datetime]] = field(default_factory=dict)
     """Per expiring job: the entry's TTL and the moment it runs out."""
+    targets: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Per job name, the nodes seeded with its tag (the nodes its selector picks)."""
 
     @property
     def writes(self) -> int:
         return self.api_writes + self.etcd_writes
+
+
+@dataclass
+class Listability:
+    """Whether the services could list the seeded NodeImages, and what was done about it."""
+
+    services: listprobe.ListTimes | None = None
+    """One page as the services' informers ask for it, with the seed as written."""
+    agent: listprobe.ListTimes | None = None
+    """One agent's list of its own NodeImage (field selector), with the seed as written."""
+    stripped_seconds: float | None = None
+    """Set when `managedFields` had to be dropped: the seconds that took."""
+    services_after: listprobe.ListTimes | None = None
+    agent_after: listprobe.ListTimes | None = None
+
+    def describe(self) -> str:
+        assert self.services is not None and self.agent is not None
+        text = (
+            f"One list page as the services' informers ask for it (limit {listprobe.PAGE_SIZE}, no "
+            f"resourceVersion) took {listprobe.describe(self.services)}; an agent's list of its own NodeImage "
+            f"{listprobe.describe(self.agent)}. The services give a page {listprobe.SERVICE_READ_TIMEOUT:.0f} s."
+        )
+        if self.stripped_seconds is None or self.services_after is None or self.agent_after is None:
+            return text + " `managedFields` were kept."
+        return (
+            f"{text} That is too long for them to ever sync, so `managedFields` were dropped from the stored "
+            f"NodeImages ({self.stripped_seconds:.1f} s; what follows measures smaller objects than a real "
+            f"cluster would hold): then {listprobe.describe(self.services_after)} for the services' page and "
+            f"{listprobe.describe(self.agent_after)} for an agent's list."
+        )
 
 
 @dataclass(frozen=True)
@@ -120,6 +154,9 @@ class Seeder:
     tag_policy: tagpolicy.TagPolicySettings = field(default_factory=tagpolicy.TagPolicySettings)
     rng: random.Random = field(default_factory=random.Random)
     jobs: list[SeededJob] = field(default_factory=list)
+    managed_fields: bool = True
+    """False once `strip_managed_fields` ran: later etcd writes leave them out too."""
+    _template: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -145,20 +182,27 @@ class Seeder:
         return self.jobs
 
     def seed(
-        self, node_names: Sequence[str], *, expiring: Sequence[Expiring] = (), workers: int = WORKERS
+        self,
+        node_names: Sequence[str],
+        *,
+        expiring: Sequence[Expiring] = (),
+        result: SeedResult | None = None,
+        workers: int = WORKERS,
     ) -> SeedResult:
-        """Write every node's tag entries and statuses; returns how long it took and how many writes it made."""
-        result = SeedResult()
+        """Write the nodes' tag entries and statuses (nodes with an expiring tag last); adds to `result`."""
+        result = result or SeedResult()
         started = time.monotonic()
         last = {e.node for e in expiring}
         ordinary = [name for name in node_names if name not in last]
-        template = self._seed_through_api(ordinary[0], {}, result)
+        if self._template is None and ordinary:
+            self._template = self._seed_through_api(ordinary.pop(0), {}, result)
+        template = self._template or {}
         with futures.ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda node: self._seed_one(node, template, {}, result), ordinary[1:]))
+            list(pool.map(lambda node: self._seed_one(node, template, {}, result), ordinary))
             for node in sorted(last):
                 due = self._due(node, expiring)
                 self._seed_one(node, template, due, result)
-        result.seconds = time.monotonic() - started
+        result.seconds += time.monotonic() - started
         return result
 
     @staticmethod
@@ -166,6 +210,43 @@ class Seeder:
         """The node's expiring jobs and when their TTL runs out (from now: the rest of the seed is written)."""
         now = _now()
         return {e.job: now + datetime.timedelta(seconds=e.after) for e in expiring if e.node == node}
+
+    def make_listable(self, kubeconfig: Path, node_names: Sequence[str], *, limit: float) -> Listability:
+        """Probe the lists the services and agents start with; drop `managedFields` if a page cannot be served.
+
+        `node_names`: the seeded nodes; the agent's list is probed for the first of them.
+        """
+        out = Listability()
+        agent = f"metadata.name={node_names[0]}"
+        out.services = listprobe.list_times(kubeconfig, limit=limit)
+        out.agent = listprobe.list_times(kubeconfig, field_selector=agent, limit=limit)
+        page = out.services.from_etcd
+        if page is not None and page < listprobe.SERVICE_READ_TIMEOUT:
+            return out
+        out.stripped_seconds = self.strip_managed_fields(node_names)
+        out.services_after = listprobe.list_times(kubeconfig, limit=limit)
+        out.agent_after = listprobe.list_times(kubeconfig, field_selector=agent, limit=limit)
+        return out
+
+    def strip_managed_fields(self, node_names: Sequence[str], *, workers: int = WORKERS) -> float:
+        """Drop `managedFields` from the stored NodeImages (etcd only); returns the seconds it took.
+
+        For when the apiserver cannot serve a list page of the seeded objects within the services' read
+        timeout: reading `managedFields` back from etcd is most of that cost (see docs/benchmarks.md).
+        """
+        assert self.etcd is not None
+        etcd, key = self.etcd, etcdstore.resource_prefix(GROUP, "nodeimages")
+
+        def strip(node: str) -> None:
+            stored = etcd.get(key + node)
+            if stored is not None and stored["metadata"].pop("managedFields", None) is not None:
+                etcd.put(key + node, stored)
+
+        started = time.monotonic()
+        self.managed_fields = False
+        with futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(strip, node_names))
+        return time.monotonic() - started
 
     def _seed_one(
         self, node: str, template: dict[str, Any], due: Mapping[str, datetime.datetime], result: SeedResult
@@ -177,10 +258,9 @@ class Seeder:
 
     def _seed_through_api(self, node: str, due: Mapping[str, datetime.datetime], result: SeedResult) -> dict[str, Any]:
         """Spec merge-patch, then status merge-patch, as the scheduler and an agent would; the object after."""
-        generation = int(
-            self.custom.get_cluster_custom_object(GROUP, VERSION, "nodeimages", node)["metadata"]["generation"]
-        )
-        seed = self._node_seed(node, generation + 1, due, result)
+        current = self.custom.get_cluster_custom_object(GROUP, VERSION, "nodeimages", node)
+        generation = int(current["metadata"]["generation"])
+        seed = self._node_seed(node, current["metadata"].get("labels") or {}, generation + 1, due, result)
         written = self.custom.patch_cluster_custom_object(GROUP, VERSION, "nodeimages", node, {"spec": seed.spec})
         if int(written["metadata"]["generation"]) != generation + 1:
             raise RuntimeError(f"NodeImage {node}: the spec write gave generation {written['metadata']['generation']}")
@@ -201,21 +281,29 @@ class Seeder:
         if stored is None:
             raise RuntimeError(f"NodeImage {node} is not in etcd")
         generation = int(stored["metadata"]["generation"]) + 1
-        seed = self._node_seed(node, generation, due, result)
+        seed = self._node_seed(node, stored["metadata"].get("labels") or {}, generation, due, result)
         stored["metadata"]["generation"] = generation
-        stored["metadata"]["managedFields"] = template["metadata"]["managedFields"]
+        if self.managed_fields:
+            stored["metadata"]["managedFields"] = template["metadata"]["managedFields"]
         stored["spec"], stored["status"] = seed.spec, seed.status
         self.etcd.put(key + node, stored)
         with self._lock:
             result.etcd_writes += 1
 
     def _node_seed(
-        self, node: str, generation: int, due: Mapping[str, datetime.datetime], result: SeedResult
+        self,
+        node: str,
+        labels: Mapping[str, str],
+        generation: int,
+        due: Mapping[str, datetime.datetime],
+        result: SeedResult,
     ) -> _NodeSeed:
         now = _now()
         images: dict[str, ImageSpec] = {}
         times: dict[tagstate.TagKey, datetime.datetime] = {}
-        for seeded in self.jobs:
+        placed = NodeImage(metadata=ObjectMeta(name=node, labels=dict(labels)))
+        jobs = [j for j in self.jobs if targets.node_matches_spec(j.job.spec, self.namespace, placed, ())]
+        for seeded in jobs:
             when = now
             planned = self._tag_entry(seeded, now)
             at = due.get(seeded.job.metadata.name)
@@ -227,10 +315,11 @@ class Seeder:
             times[seeded.key] = when
         spec = NodeImageSpec(images=images).to_dict()
         typed = NodeImage(metadata=ObjectMeta(name=node, generation=generation), spec=NodeImageSpec(images=images))
-        known = {seeded.key: self._succeeded(seeded, times[seeded.key]) for seeded in self.jobs}
+        known = {seeded.key: self._succeeded(seeded, times[seeded.key]) for seeded in jobs}
         status = plan.build_status(typed, known, observed_generation=generation).to_dict()
         with self._lock:
-            result.spec_bytes = len(json.dumps(spec))
+            result.spec_bytes = max(result.spec_bytes, len(json.dumps(spec)))
+            result.targets.update(seeded.job.metadata.name for seeded in jobs)
         return _NodeSeed(spec, status)
 
     def _tag_entry(self, seeded: SeededJob, now: datetime.datetime) -> ImageSpec:
@@ -265,10 +354,14 @@ class Seeder:
         return tagstate.succeeded(pulling, image_name=image_name, runtime_id=runtime_id, now=when)
 
 
-def job_spec(index: int, nodes: int) -> dict[str, object]:
-    """The steady state's job mix: job `index` is `Always` when even, `Never` when odd, over all `nodes` at once."""
+def job_spec(index: int, parallelism: int, selector: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The steady state's job mix: job `index` is `Always` when even, `Never` when odd; all nodes, or `selector`'s."""
     policy = "Always" if index % 2 == 0 else "Never"
-    return {"image": image_of(index), "parallelism": nodes, "completionPolicy": {"type": policy}}
+    spec: dict[str, object] = {"image": image_of(index), "parallelism": parallelism}
+    spec["completionPolicy"] = {"type": policy}
+    if selector is not None:
+        spec["selector"] = {"matchLabels": dict(selector)}
+    return spec
 
 
 def image_of(index: int) -> str:
@@ -279,14 +372,18 @@ def job_name(index: int) -> str:
     return f"job-{index}"
 
 
-def settled(custom: kubernetes.client.CustomObjectsApi, namespace: str, jobs: int, nodes: int) -> Callable[[], bool]:
-    """A check: every `Always` job of the mix complete, every `Never` job counting every node succeeded."""
+def settled(
+    custom: kubernetes.client.CustomObjectsApi, namespace: str, targets: Mapping[str, int]
+) -> Callable[[], bool]:
+    """A check: every `Always` job of the mix complete, every `Never` job counting all its targets succeeded."""
 
     def check() -> bool:
-        for index in range(jobs):
-            job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "imagepulljobs", job_name(index))
+        for index in range(len(targets)):
+            name = job_name(index)
+            job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "imagepulljobs", name)
             status = job.get("status") or {}
-            done = bool(status.get("completionTime")) if index % 2 == 0 else status.get("succeeded") == nodes
+            always = index % 2 == 0
+            done = bool(status.get("completionTime")) if always else status.get("succeeded") == targets[name]
             if not done:
                 return False
         return True

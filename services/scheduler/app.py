@@ -87,7 +87,14 @@ class SchedulerApp:
         )
         self.dispatcher.capacity_waiters = self.job_reconciler.capacity_waiters
         self.list_reconciler = listreconciler.ListJobReconciler(
-            api=self.api, view=self.view, recorder=self.recorder, metrics=self.metrics, clock=self._clock
+            api=self.api,
+            view=self.view,
+            expectations=self.expectations,
+            recorder=self.recorder,
+            metrics=self.metrics,
+            clock=self._clock,
+            expectation_requeue_seconds=settings.nodeimage_expectation_requeue_seconds,
+            expectation_timeout_seconds=settings.expectation_timeout_seconds,
         )
         self.health = Health()
         servicer = credentials_servicer.CredentialsServicer(

@@ -1,15 +1,23 @@
 """The ImageListPullJob controller's I/O (upstream §3): one child ImagePullJob per image.
 
-Per list job: label it with the template hash and record its trace context (one write, on first sight); if
-finished, apply its TTL and stop (children go by their own TTL or by garbage collection through their owner
-reference); otherwise wait until our last child creations and deletions show in the cache, compute the status
-from the children, create missing children in slow-start batches, delete children of removed images or an
-older template, and write the status if it changed.
+Per list job: while our own last write of it is not yet in the cache, wait (its event re-queues the list
+job); label it with the template hash and record its trace context (one write, on first sight); if finished,
+apply its TTL and stop (children go by their own TTL or by garbage collection through their owner reference);
+otherwise wait until our last child creations and deletions show in the cache, compute the status from the
+children, create missing children in slow-start batches, delete children of removed images or an older
+template, and write the status if it changed.
 
 Tracing (design §4, `tracecontext`): the list job has one trace, started on its first reconcile and recorded
 in its `prepull.io/trace-context` annotation. Every reconcile is a `reconcile` span of it, and every child is
 created with its own annotation already set to a span of that trace, so the children's spans (the scheduler's,
 nodeimage_sync's and the pullers') all land in the list job's trace.
+
+Waiting for our own writes (the shared `expectations`, as the ImagePullJob controller does): every change of a
+child re-queues its list job, often before the watch has delivered the list job's own last write. Deciding from
+that stale copy would write the status again with a stale resourceVersion: a 409 Conflict, retried, but an error
+span and a wasted request. So each write of the list job records the resourceVersion it produced, and a
+reconcile whose cached copy is older returns at once; the dispatcher re-queues the list job on every event of
+it, which is what ends the wait (`--expectation-timeout` bounds it should that event be lost).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 
+from services.scheduler import expectations as expectations_module
 from services.scheduler import tracecontext
 from services.scheduler.logic import completion, listjobs
 from services.scheduler.metrics import SchedulerMetrics
@@ -33,12 +42,16 @@ from services.shared.clock import Clock
 from services.shared.kube import controller, errors, events, objects, patching, resources
 from services.shared.telemetry import attributes, propagation
 
-__all__ = ["ListJobReconciler"]
+__all__ = ["ListJobReconciler", "list_job_expectation_key"]
 
 log = logging.getLogger(__name__)
 
 CONTROLLER = "imagelistpulljob"
-EXPECTATION_TIMEOUT_SECONDS = 300.0
+
+
+def list_job_expectation_key(key: str) -> str:
+    """Expectation key of an ImageListPullJob."""
+    return f"imagelistpulljob/{key}"
 
 
 class ListJobReconciler:
@@ -49,13 +62,17 @@ class ListJobReconciler:
         *,
         api: objects.ObjectApi,
         view: ClusterView,
+        expectations: expectations_module.Expectations,
         recorder: events.EventRecorder,
         metrics: SchedulerMetrics,
         clock: Clock,
         expectation_requeue_seconds: float = 1.0,
+        expectation_timeout_seconds: float = 300.0,
     ) -> None:
         self._api = api
         self._view = view
+        self._expectations = expectations
+        self._expectation_timeout = expectation_timeout_seconds
         self._recorder = recorder
         self._metrics = metrics
         self._clock = clock
@@ -114,7 +131,11 @@ class ListJobReconciler:
         if raw is None:
             with self._lock:
                 self._pending.pop(key, None)
+            self._expectations.forget(list_job_expectation_key(key))
             return None
+        cached_version = (raw.get("metadata") or {}).get("resourceVersion")
+        if not self._expectations.satisfied(list_job_expectation_key(key), cached_version, self._clock.monotonic()):
+            return controller.Result(requeue_after=self._requeue)
         try:
             job = self._view.list_jobs.typed(raw)
         except wire.InvalidObjectError as error:
@@ -123,7 +144,7 @@ class ListJobReconciler:
         if job.metadata.deletion_timestamp is not None:
             return None
         current_hash = listjobs.template_hash(job)
-        if self._ensure_metadata(raw, current_hash):
+        if self._ensure_metadata(key, raw, current_hash):
             return None
         now = self._clock.now()
         if job.status is not None and job.status.completion_time is not None:
@@ -138,16 +159,22 @@ class ListJobReconciler:
         self._create_children(key, raw, job, plan.create, current_hash)
         new_status = status.to_dict()
         if new_status != (raw.get("status") or {}):
-            patching.write(
+            written = patching.write(
                 self._api,
                 resources.IMAGE_LIST_PULL_JOBS,
                 raw,
                 {"status": patching.merge_patch(raw.get("status") or {}, new_status)},
                 status=True,
             )
+            self._expect_list_job(key, written)
         return None
 
-    def _ensure_metadata(self, raw: objects.RawObject, current_hash: str) -> bool:
+    def _expect_list_job(self, key: str, written: objects.RawObject) -> None:
+        """Hold back decisions on `key` until the cache holds `written` (what our write produced) or newer."""
+        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        self._expectations.expect(list_job_expectation_key(key), version, key, self._clock.monotonic())
+
+    def _ensure_metadata(self, key: str, raw: objects.RawObject, current_hash: str) -> bool:
         """Label the list job with its template hash and record its trace context if missing; True on a write."""
         metadata = raw.get("metadata") or {}
         patch: dict[str, Any] = {}
@@ -157,7 +184,8 @@ class ListJobReconciler:
             patch["annotations"] = {constants.ANNOTATION_TRACE_CONTEXT: self._traceparent(raw)}
         if not patch:
             return False
-        patching.write(self._api, resources.IMAGE_LIST_PULL_JOBS, raw, {"metadata": patch})
+        written = patching.write(self._api, resources.IMAGE_LIST_PULL_JOBS, raw, {"metadata": patch})
+        self._expect_list_job(key, written)
         return True
 
     def _finished(self, job: ImageListPullJob, now: datetime) -> controller.Result | None:
@@ -206,7 +234,7 @@ class ListJobReconciler:
         with self._lock:
             _, was_created, was_deleted = self._pending.get(key, (0.0, set(), set()))
             self._pending[key] = (
-                self._clock.monotonic() + EXPECTATION_TIMEOUT_SECONDS,
+                self._clock.monotonic() + self._expectation_timeout,
                 was_created | (created or set()),
                 was_deleted | (deleted or set()),
             )

@@ -269,11 +269,13 @@ def run_churn_round(bed: ChaosBed, rng: random.Random, context: str) -> None:
         create_job(local, namespace, "chaos", spec)
         time.sleep(rng.uniform(0.5, 4.0))
         remove_node_and_puller(local, bed.services, bed.restarter, deleted)
-        add_node_and_puller(local, bed.services, added, {"prepull.io/pool": "general"}, trusted=[bed.proxy.address])
+        add_node_and_puller(
+            local, bed.services, bed.restarter, added, {"prepull.io/pool": "general"}, trusted=[bed.proxy.address]
+        )
         try:
             wait_until(
                 lambda: node_given(local, added, name, tag) and deleted not in nodeimage_names(local),
-                timeout=RECOVERY_TIMEOUT,
+                timeout=JOB_TIMEOUT,  # an earlier outage can leave the scheduler backing off for ~1 min
                 interval=0.5,
                 what=f"{added} given the image and {deleted}'s NodeImage gone",
             )

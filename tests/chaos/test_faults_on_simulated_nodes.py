@@ -239,7 +239,7 @@ def run_churn_round(bed: FleetBed, rng: random.Random, context: str) -> None:
             churn_nodes(bed, deleted=deleted, added=added, unmatched=unmatched, label_index=rng.randrange(3))
             wait_until(
                 lambda: new_node_given_the_image(bed, job, added, deleted),
-                timeout=RECOVERY_TIMEOUT,
+                timeout=JOB_TIMEOUT,  # an earlier outage can leave the scheduler backing off for ~1 min
                 interval=0.5,
                 what=f"{context}: {added} given the image and {deleted}'s NodeImage gone",
             )

@@ -24,7 +24,13 @@ def remove_node_and_puller(local: LocalCluster, services: PrepullSystem, restart
 
 
 def add_node_and_puller(
-    local: LocalCluster, services: PrepullSystem, name: str, labels: Mapping[str, str], *, trusted: list[str]
+    local: LocalCluster,
+    services: PrepullSystem,
+    restarter: Restarter,
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    trusted: list[str],
 ) -> SimulatedNode:
     """A new node (containerd, Node object, identity) trusting the `trusted` plain-HTTP registries, and its puller.
 
@@ -36,6 +42,7 @@ def add_node_and_puller(
         node.runtime.trust_registry(address)
     description = node.describe(local.state_dir)
     scheduler, inventory = services.services["scheduler"], services.services["nodeimage_sync"]
-    services._start_puller(local.api_client(), description, scheduler=scheduler, inventory=inventory)
+    with restarter.paused():
+        services._start_puller(local.api_client(), description, scheduler=scheduler, inventory=inventory)
     services.wait_ready()
     return node

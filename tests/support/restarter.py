@@ -49,7 +49,8 @@ class Restarter:
 
     def watched(self) -> dict[str, ManagedProcess]:
         """Every process this restarter keeps running, by name."""
-        services = {service.name: service.process for service in self._services.services.values()}
+        current = list(self._services.services.values())  # one C-level copy: the dict may change meanwhile
+        services = {service.name: service.process for service in current}
         return services | dict(self._also())
 
     def _run(self) -> None:

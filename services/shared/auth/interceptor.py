@@ -12,6 +12,8 @@ The client sends `authorization: Bearer <token>` metadata. For each call, `AuthI
 
 All of this happens on the worker thread that runs the call (see `rpc.handlers` for why not in
 `intercept_service`). Refusals are logged with method, peer and the API server's reason; the token never is.
+Those lines are rate-limited per kind of refusal (`refusal_log`): an unauthenticated client can be refused as
+often as it likes, but cannot write a log line per call.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from opentelemetry import trace
 
 from services.shared.auth import caller as caller_module
 from services.shared.auth import metadata as auth_metadata
-from services.shared.auth import subjectaccess
+from services.shared.auth import refusal_log, subjectaccess
 from services.shared.auth.caller import Caller
 from services.shared.auth.errors import AuthError, PermissionDenied
 from services.shared.auth.policy import MethodPolicy, PolicyTable, Public
 from services.shared.auth.tokenreview import Authenticator
+from services.shared.clock import Clock
 from services.shared.rpc import handlers, status
 from services.shared.telemetry import attributes
 
@@ -44,6 +47,8 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         authenticator: TokenReview (normally `tokenreview.TokenReviewAuthenticator`).
         reviewer: SubjectAccessReview for rules with `access` (normally `subjectaccess.SubjectAccessReviewer`);
             may be None only when no rule names an action.
+        refusal_log_interval_seconds: at most one log line per kind of refusal this often (0: every refusal).
+        clock: monotonic time for that limit (injectable for tests).
 
     Raises:
         ValueError: a rule names an action but no reviewer is given (found at start-up, not at the first call).
@@ -55,6 +60,8 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         *,
         authenticator: Authenticator,
         reviewer: subjectaccess.AccessReviewer | None = None,
+        refusal_log_interval_seconds: float = refusal_log.DEFAULT_INTERVAL_SECONDS,
+        clock: Clock | None = None,
     ) -> None:
         """Keep the policy and the reviewers; no request is made yet."""
         if reviewer is None and policies.needs_access_review:
@@ -62,6 +69,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         self._policies = policies
         self._authenticator = authenticator
         self._reviewer = reviewer
+        self.refusals = refusal_log.RefusalLog(log, interval_seconds=refusal_log_interval_seconds, clock=clock)
 
     def intercept_service(
         self, continuation: handlers.Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -79,7 +87,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         try:
             admitted = self.admit(context.invocation_metadata(), rule, method)
         except AuthError as error:
-            log.info("refused %s from %s: %s (%s)", method, context.peer(), error, error.detail or "-")
+            self.refusals.refused(method, context.peer(), error)
             status.abort(context, error)
         _record_on_span(admitted)
         with caller_module.bound(admitted):

@@ -115,3 +115,33 @@ def test_the_write_that_finishes_every_tag_is_not_held_for_the_coalesce_time() -
     finally:
         writer.stop()
     assert api.obj["status"]["succeeded"] == 1
+
+
+def test_a_cache_that_lags_behind_our_own_last_write_costs_no_conflict() -> None:
+    # Issue 9: on a busy apiserver the watch often had not brought our own last write back before the next
+    # write (the pull finishing), which then conflicted and needed a GET and a second patch.
+    api = OneObjectApi(a_node_image("5"))
+    lagging = a_node_image("5")
+    writer, book = writer_for(api, lagging)
+    assert writer.write_once()  # Waiting; the object is now at resourceVersion 6, the cache still at 5
+    token = book.claim(KEY)
+    book.record(KEY, token, tagstate.pulling(KEY, 0, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)))
+    assert writer.write_once()
+    assert (len(api.patches), api.gets) == (2, 0)
+    assert api.obj["status"]["imageStatuses"]["ubuntu"]["tags"][0]["phase"] == "Pulling"
+
+
+def test_a_cache_newer_than_our_last_write_is_preferred() -> None:
+    api = OneObjectApi(a_node_image("5"))
+    cache: dict[str, Any] = {"object": a_node_image("5")}
+    book = statusbook.StatusBook()
+    token = book.claim(KEY)
+    book.record(KEY, token, tagstate.waiting(KEY, 0))
+    writer = statuswriter.StatusWriter(api, "node-a", book, cached=lambda: cache["object"])  # type: ignore[arg-type]
+    assert writer.write_once()
+    api.obj["spec"]["images"]["ubuntu"]["tags"].append({"tag": "22.04"})  # someone else's spec write...
+    api.obj["metadata"]["resourceVersion"] = "7"
+    cache["object"] = copy.deepcopy(api.obj)  # ...which the cache already holds
+    assert writer.write_once()
+    assert (len(api.patches), api.gets) == (2, 0)
+    assert api.obj["status"]["desired"] == 2
