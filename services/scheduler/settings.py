@@ -36,7 +36,7 @@ class SchedulerSettings:
     list_job_workers: int = 3
     tag_policy: TagPolicySettings = field(default_factory=TagPolicySettings)
     nodeimage_expectation_requeue_seconds: float = 5.0
-    """Fallback requeue while our own NodeImage write is not yet in the cache (upstream #1528: 5 s)."""
+    """Fallback requeue while our own last write (a NodeImage, a job) is not yet in the cache (upstream #1528: 5 s)."""
     expectation_timeout_seconds: float = 300.0
     """`--expectation-timeout`: after this long an unseen write is no longer waited for (upstream 5 m)."""
     nodeimage_write_workers: int = 16
@@ -87,7 +87,7 @@ def _parser() -> common.FlagParser:
         "--nodeimage-expectation-requeue",
         type=_seconds,
         default="5s",
-        help="requeue delay while our own NodeImage write is not yet seen in the cache",
+        help="requeue delay while our own last write (NodeImage or job) is not yet seen in the cache",
     )
     add("--expectation-timeout", type=_seconds, default="5m", help="stop waiting for an unseen write after this")
     add(

@@ -20,21 +20,9 @@ from services.nodeimage_sync.reconciler import NodeImageReconciler, Timing
 from services.shared.api import constants, timefmt
 from services.shared.clock import ManualClock
 from services.shared.kube import errors, store
+from tests.support.merge_patch import apply_merge_patch
 
 NOW = datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.UTC)
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge(result.get(key), value)
-    return result
 
 
 class FakeApi:
@@ -84,13 +72,13 @@ class FakeApi:
         self, kind: str, name: str, patch: Mapping[str, Any], *, resource_version: str | None = None, **_: Any
     ) -> dict[str, Any]:
         if self.racing is not None:
-            self.put(merge(self.objects[name], self.racing))
+            self.put(apply_merge_patch(self.objects[name], self.racing))
             self.racing = None
         current = self.objects[name]
         if resource_version and current["metadata"]["resourceVersion"] != resource_version:
             raise errors.Conflict("stale", code=409)
         self.writes.append((kind, name))
-        return self.put(merge(current, patch))
+        return self.put(apply_merge_patch(current, patch))
 
 
 class Events:
