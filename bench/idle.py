@@ -55,7 +55,7 @@ class Scale:
 
 
 QUICK = Scale(jobs=6, nodes=50, window=15.0, expiry_after=60.0)
-FULL = Scale(jobs=200, nodes=1000, window=60.0, expiry_after=480.0)
+FULL = Scale(jobs=200, nodes=1000, window=60.0, expiry_after=600.0)
 PROBE_LIMIT = 60.0
 """Longest wait for one probed list page."""
 EXPIRING_JOBS = (0, 1)
