@@ -169,9 +169,6 @@ class SimulatedNodeHosts:
         except FileNotFoundError:
             return False
 
-    def host_of(self, node: str) -> str:
-        return next(host for host, names in self.nodes_of.items() if node in names)
-
     def journal(self, node: str) -> PullJournal:
         return PullJournal(self.journal_dir, node)
 
