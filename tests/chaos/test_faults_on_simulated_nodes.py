@@ -8,8 +8,8 @@ once more for every time its puller was killed (a pull cut off by SIGKILL is sta
 Faults, each drawn from the printed seed (`PREPULL_CHAOS_SEED` replays the schedule):
 
 - repeated kills: within ONE job, several `kill -9` of the scheduler, nodeimage_sync and a puller host (ten
-  node agents at once) at seeded moments, each process down for a seeded 0.2-2 s before the kubelet stand-in
-  (`Restarter`) starts it again;
+  node agents at once; a seeded pick among the hosts with a pull in flight, so kills cut pulls off) at seeded
+  moments, each process down for a seeded 0.2-2 s before the kubelet stand-in (`Restarter`) starts it again;
 - control-plane outage: kube-apiserver and etcd stopped (each SIGTERM or SIGKILL) for `OUTAGE_SECONDS`;
 - node churn: a node deleted mid-job, one node added that the job's selector matches and one it does not.
   Upstream (spec/upstream-behaviour.md §2.10): the deleted node drops out of `desired` and every counter, the

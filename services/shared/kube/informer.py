@@ -130,6 +130,8 @@ class Informer:
         self._settings = settings or InformerSettings()
         self._rng = rng or random.Random()
         self._backoff = backoff.Backoff(self._settings.backoff, self._rng)
+        self._relisted_at_once = False
+        """A 410 was answered by listing again without waiting; cleared once a watch makes progress."""
         self.store = store.Store()
         self._handlers: list[Handlers] = []
         self._dispatch_lock = threading.RLock()
@@ -198,7 +200,18 @@ class Informer:
                 self._stopping.wait(self._backoff.next())
 
     def _after_failure(self, error: errors.KubeError) -> None:
+        """Wait before the next attempt; after a first 410, list again at once.
+
+        A 410 comes from an apiserver that answers: waiting the back-off (grown to 30 s during an outage) before
+        listing again only delays recovery. A second 410 with no watch progress in between waits as usual, so a
+        server that keeps answering 410 is not hammered.
+        """
         if self._stopping.is_set():
+            return
+        if errors.needs_relist(error) and not self._relisted_at_once:
+            logger.info("%r: resourceVersion %s expired (%s); listing again now", self, self.resource_version, error)
+            self.resource_version = None
+            self._relisted_at_once = True
             return
         delay = self._backoff.next()
         if errors.needs_relist(error):
@@ -244,6 +257,7 @@ class Informer:
             for event in stream:
                 self._apply(event)
                 self._backoff.reset()
+                self._relisted_at_once = False
                 delivered += 1
         finally:
             with self._stream_lock:
@@ -255,6 +269,7 @@ class Informer:
         """A watch the server ended at once with nothing in it is a failure in disguise: back off, don't spin."""
         if delivered or seconds >= SHORT_WATCH_SECONDS:
             self._backoff.reset()
+            self._relisted_at_once = False
             return
         delay = self._backoff.next()
         logger.warning("%r: watch ended after %.2fs without events; retrying in %.1fs", self, seconds, delay)

@@ -15,7 +15,7 @@ import pytest
 
 from localcluster.controlplane import ControlPlane
 from localcluster.process import wait_until
-from services.shared.kube import client, errors, informer, kubeapi, resources, watching
+from services.shared.kube import backoff, client, errors, informer, kubeapi, resources, watching
 
 pytestmark = pytest.mark.integration
 
@@ -175,5 +175,68 @@ def test_a_410_on_the_watch_relists_and_delivers_what_changed_in_the_gap(
 
     kube_api.create(gadget_crd, gadget("later"), namespace=kube_namespace)  # and the new watch works
     wait_until(lambda: ("add", "later") in handler_log.events, timeout=WAIT, what="a change after the re-list")
+    watcher.stop()
+    kube_api_client.close()
+
+
+class AlwaysExpiredWatch(kubeapi.KubeApi):
+    """Our real client, except that every watch starts from resourceVersion 1: a server that keeps answering 410."""
+
+    def __init__(self, api_client) -> None:
+        super().__init__(api_client)
+        self.watches = 0
+
+    def watch(self, resource, **kwargs) -> watching.WatchStream:
+        self.watches += 1
+        kwargs["resource_version"] = "1"
+        return super().watch(resource, **kwargs)
+
+
+HOUR_BACKOFF = informer.InformerSettings(backoff=backoff.BackoffPolicy(initial=3600.0, cap=3600.0, jitter=0.0))
+"""Any back-off wait would outlast the test: what happens within it happened without waiting."""
+
+
+def gadget(name: str) -> dict[str, Any]:
+    return {"apiVersion": "kubetest.prepull.test/v1", "kind": "Gadget", "metadata": {"name": name}, "size": 1}
+
+
+def test_a_first_410_relists_without_waiting_the_backoff(
+    control_plane, kube_api, kube_namespace, gadget_crd, start_informer, handler_log
+):
+    kube_api.create(gadget_crd, gadget("before"), namespace=kube_namespace)
+    kube_api_client = client.from_kubeconfig(control_plane.kubeconfig)
+    api = ExpiredFirstWatch(
+        kube_api_client, lambda: kube_api.create(gadget_crd, gadget("gap"), namespace=kube_namespace)
+    )
+
+    watcher = start_informer(
+        api=api,
+        resource=gadget_crd,
+        namespace=kube_namespace,
+        handlers=handler_log.handlers(),
+        settings=HOUR_BACKOFF,
+    )
+
+    wait_until(lambda: ("add", "gap") in handler_log.events, timeout=WAIT, what="the re-list right after the 410")
+    assert watcher.relists == 2
+    watcher.stop()
+    kube_api_client.close()
+
+
+def test_a_410_after_a_410_waits_the_backoff(control_plane, kube_namespace, gadget_crd, start_informer, handler_log):
+    kube_api_client = client.from_kubeconfig(control_plane.kubeconfig)
+    api = AlwaysExpiredWatch(kube_api_client)
+
+    watcher = start_informer(
+        api=api,
+        resource=gadget_crd,
+        namespace=kube_namespace,
+        handlers=handler_log.handlers(),
+        settings=HOUR_BACKOFF,
+    )
+
+    wait_until(lambda: api.watches >= 2, timeout=WAIT, what="the second watch, after the immediate re-list")
+    time.sleep(2.0)  # a server answering 410 again is not hammered: no third attempt inside the back-off
+    assert (watcher.relists, api.watches) == (2, 2)
     watcher.stop()
     kube_api_client.close()
