@@ -156,6 +156,21 @@ class PrepullSystem:
             service.process.stop()
         self.services.clear()
 
+    def start_puller(self, node: Mapping[str, Any]) -> None:
+        """Start the puller of a node that joined after `start` (the DaemonSet's Pod on a new node).
+
+        `node` is the node's description (`SimulatedNode.describe`); the puller talks to the running scheduler
+        and nodeimage_sync.
+        """
+        with self._admin_client() as admin:
+            self._start_puller(
+                admin, node, scheduler=self.services["scheduler"], inventory=self.services["nodeimage_sync"]
+            )
+
+    def stop_puller(self, node_name: str) -> None:
+        """Stop a node's puller and forget it (its Node is leaving; nothing should restart it)."""
+        self.services.pop(f"puller-{node_name}").process.stop()
+
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         for started in list(self.services.values()):
             service = self._running(started, timeout=timeout)

@@ -18,8 +18,7 @@ from tests.support.restarter import Restarter
 def remove_node_and_puller(local: LocalCluster, services: PrepullSystem, restarter: Restarter, name: str) -> None:
     """Stop the node's puller (no longer watched), then delete the Node and stop its containerd."""
     with restarter.paused():
-        puller = services.services.pop(f"puller-{name}")
-        puller.process.stop()
+        services.stop_puller(name)
     local.remove_node(name)
 
 
@@ -34,15 +33,14 @@ def add_node_and_puller(
 ) -> SimulatedNode:
     """A new node (containerd, Node object, identity) trusting the `trusted` plain-HTTP registries, and its puller.
 
-    The puller is started the way `PrepullSystem.start` starts every puller (`_start_puller`: there is no public
-    call for one more node yet), pointed at the running scheduler and nodeimage_sync.
+    The puller is started the way `PrepullSystem.start` starts every puller, pointed at the running scheduler
+    and nodeimage_sync.
     """
     node = local.add_node(name, labels)
     for address in trusted:
         node.runtime.trust_registry(address)
     description = node.describe(local.state_dir)
-    scheduler, inventory = services.services["scheduler"], services.services["nodeimage_sync"]
     with restarter.paused():
-        services._start_puller(local.api_client(), description, scheduler=scheduler, inventory=inventory)
+        services.start_puller(description)
     services.wait_ready()
     return node
