@@ -47,6 +47,7 @@ def run(name: str, args: argparse.Namespace, work: Path) -> list[Section]:
     if name == "idle":
         scale = idle.QUICK if args.quick else idle.FULL
         scale = dataclasses.replace(scale, jobs=args.idle_jobs or scale.jobs, nodes=args.idle_nodes or scale.nodes)
+        scale = dataclasses.replace(scale, expiry_after=args.idle_expiry or scale.expiry_after)
         return [idle.section(work, scale, mode)]
     if name == "pulloverhead":
         shape = pulloverhead.QUICK if args.quick else pulloverhead.FULL
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--restart-jobs", type=int, help="jobs seeded for the restart (0: none)")
     parser.add_argument("--idle-jobs", type=int, help="jobs of the idle benchmark")
     parser.add_argument("--idle-nodes", type=int, help="nodes of the idle benchmark")
+    parser.add_argument("--idle-expiry", type=float, help="seconds from the seed until the idle benchmark's event")
     parser.add_argument(
         "--output", type=Path, help=f"default: {RESULTS} (full), {QUICK_RESULTS} (--quick: keeps the full results)"
     )
