@@ -115,6 +115,8 @@ class StatusWriter:
             burst=self._settings.burst, per_second=self._settings.qps, now=self._clock.monotonic()
         )
         self._dirty = threading.Event()
+        self._changed = threading.Event()
+        """Set by every `mark_dirty`: wakes a writer waiting for a token, to check whether the round completed."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -136,6 +138,7 @@ class StatusWriter:
         """Something changed; a write will follow (coalesced, rate limited), in the caller's trace if it has one."""
         self._traces.add_current()
         self._dirty.set()
+        self._changed.set()
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -146,6 +149,7 @@ class StatusWriter:
         """Stop after the write in progress, if any."""
         self._stopping.set()
         self._dirty.set()
+        self._changed.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -217,11 +221,18 @@ class StatusWriter:
         return True
 
     def _wait_for_token(self) -> bool:
-        """Block until the bucket allows a write; False when stopping."""
+        """Block until the bucket allows a write, or a change completes the round (that write goes at once).
+
+        False when stopping.
+        """
         while not self._bucket.take(self._clock.monotonic()):
             missing = 1.0 - self._bucket.available(self._clock.monotonic())
             wait = missing / self._settings.qps if self._settings.qps > 0 else 1.0
-            if self._stopping.wait(max(wait, 0.01)):
+            self._changed.clear()
+            if self._round_complete():
+                return True
+            self._changed.wait(max(wait, 0.01))
+            if self._stopping.is_set():
                 return False
         return True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -145,3 +146,38 @@ def test_a_cache_newer_than_our_last_write_is_preferred() -> None:
     assert writer.write_once()
     assert (len(api.patches), api.gets) == (2, 0)
     assert api.obj["status"]["desired"] == 2
+
+
+def test_a_round_finishing_while_the_writer_waits_for_a_token_is_written_at_once() -> None:
+    # Issue 9: the writer slept out the whole token wait (up to 2 s at upstream's rate) even when the change
+    # that finished every tag, the write jobs wait for, arrived during that sleep.
+    api = OneObjectApi(a_node_image("5"))
+    book = statusbook.StatusBook()
+    one_token_an_hour = statuswriter.WriterSettings(qps=1 / 3600, burst=1, coalesce=0.0)
+    writer = statuswriter.StatusWriter(
+        api,  # type: ignore[arg-type]
+        "node-a",
+        book,
+        settings=one_token_an_hour,
+        cached=lambda: copy.deepcopy(api.obj),
+    )
+    started = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    pulling = tagstate.pulling(KEY, 0, started)
+    writer.start()
+    try:
+        book.record(KEY, book.claim(KEY), tagstate.waiting(KEY, 0))
+        writer.mark_dirty()
+        wait_until(lambda: writer.writes == 1, timeout=30, interval=0.05, what="the first write (the burst)")
+        book.record(KEY, book.claim(KEY), pulling)
+        writer.mark_dirty()  # not finishing: waits for the next token, an hour away
+        time.sleep(0.5)  # let the writer reach that wait (were it not there yet, the test would prove nothing)
+        book.record(
+            KEY,
+            book.claim(KEY),
+            tagstate.succeeded(pulling, image_name="ubuntu:latest", runtime_id="sha256:1", now=started),
+        )
+        writer.mark_dirty()
+        wait_until(lambda: writer.writes == 2, timeout=30, interval=0.05, what="the finishing write, without a token")
+    finally:
+        writer.stop()
+    assert api.obj["status"]["succeeded"] == 1
