@@ -28,8 +28,6 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from opentelemetry.context import Context
-
 from services.scheduler import expectations as expectations_module
 from services.scheduler import tracecontext
 from services.scheduler.logic import completion, listjobs
@@ -40,7 +38,7 @@ from services.shared.api.imagelistpulljob import ImageListPullJob
 from services.shared.api.imagepulljob import ImagePullJob
 from services.shared.clock import Clock
 from services.shared.kube import controller, errors, events, objects, patching, resources
-from services.shared.telemetry import attributes, propagation
+from services.shared.telemetry import attributes
 
 __all__ = ["ListJobReconciler", "list_job_expectation_key"]
 
@@ -85,7 +83,7 @@ class ListJobReconciler:
     def reconcile(self, key: str) -> controller.Result | None:
         """One pass over the list job `key` (a `reconcile` span of its trace); raises to be retried with back-off."""
         self._metrics.reconciles.labels(CONTROLLER).inc()
-        context, uid = self._job_context(key)
+        context, uid = self._traces.reconcile_context(self._view.list_jobs.raw(key), constants.KIND_IMAGE_LIST_PULL_JOB)
         span = (
             tracecontext.tracer.start_as_current_span(
                 "reconcile", context=context, attributes=_job_attributes(key, uid)
@@ -101,30 +99,6 @@ class ListJobReconciler:
             if isinstance(error, errors.KubeError):
                 self._metrics.api_errors.labels(CONTROLLER, type(error).__name__).inc()
             raise
-
-    def _job_context(self, key: str) -> tuple[Context | None, str]:
-        """The list job's trace context and uid (its trace starts here on first sight); none once it is gone."""
-        raw = self._view.list_jobs.raw(key)
-        metadata = (raw or {}).get("metadata") or {}
-        uid = str(metadata.get("uid") or "")
-        if raw is None or not uid:
-            return None, uid
-        if metadata.get("deletionTimestamp"):
-            self._traces.forget(uid)
-            annotation = (metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)
-            traced = tracecontext.is_valid(annotation)
-            return (propagation.context_from_traceparent(annotation) if traced else None), uid
-        return propagation.context_from_traceparent(self._traceparent(raw)), uid
-
-    def _traceparent(self, raw: objects.RawObject) -> str:
-        metadata = raw.get("metadata") or {}
-        return self._traces.traceparent(
-            annotation=(metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT),
-            namespace=str(metadata.get("namespace") or ""),
-            name=str(metadata.get("name") or ""),
-            uid=str(metadata.get("uid") or ""),
-            kind=constants.KIND_IMAGE_LIST_PULL_JOB,
-        )
 
     def _reconcile(self, key: str) -> controller.Result | None:
         raw = self._view.list_jobs.raw(key)
@@ -181,7 +155,9 @@ class ListJobReconciler:
         if (metadata.get("labels") or {}).get(constants.LABEL_CONTROLLER_REVISION_HASH) != current_hash:
             patch["labels"] = {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash}
         if not tracecontext.is_valid((metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)):
-            patch["annotations"] = {constants.ANNOTATION_TRACE_CONTEXT: self._traceparent(raw)}
+            patch["annotations"] = {
+                constants.ANNOTATION_TRACE_CONTEXT: self._traces.of_job(raw, constants.KIND_IMAGE_LIST_PULL_JOB)
+            }
         if not patch:
             return False
         written = patching.write(self._api, resources.IMAGE_LIST_PULL_JOBS, raw, {"metadata": patch})
@@ -252,7 +228,7 @@ class ListJobReconciler:
         self, key: str, raw: objects.RawObject, job: ImageListPullJob, images: tuple[str, ...], current_hash: str
     ) -> None:
         remaining = list(images)
-        list_traceparent = self._traceparent(raw)
+        list_traceparent = self._traces.of_job(raw, constants.KIND_IMAGE_LIST_PULL_JOB)
         for batch in listjobs.slow_start_batches(len(images)):
             chunk, remaining = remaining[:batch], remaining[batch:]
             for image in chunk:

@@ -34,8 +34,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from opentelemetry.context import Context
-
 from services.scheduler import dispatcher as dispatcher_module
 from services.scheduler import expectations as expectations_module
 from services.scheduler import tracecontext, writepool
@@ -51,7 +49,7 @@ from services.shared.api.meta import ObjectReference
 from services.shared.api.nodeimage import NodeImage, ReferenceObject, TraceContext
 from services.shared.clock import Clock
 from services.shared.kube import controller, errors, events, objects, patching, resources
-from services.shared.telemetry import attributes, propagation
+from services.shared.telemetry import attributes
 
 __all__ = ["JobReconciler", "job_expectation_key"]
 
@@ -107,7 +105,7 @@ class JobReconciler:
         self._metrics.reconciles.labels(CONTROLLER).inc()
         with self._lock:
             self.reconcile_counts[key] += 1
-        context, uid = self._job_context(key)
+        context, uid = self._traces.reconcile_context(self._view.jobs.raw(key), constants.KIND_IMAGE_PULL_JOB)
         tracer = tracecontext.tracer
         span = (
             tracer.start_as_current_span("reconcile", context=context, attributes=_job_attributes(key, uid))
@@ -122,30 +120,6 @@ class JobReconciler:
             if isinstance(error, errors.KubeError):
                 self._metrics.api_errors.labels(CONTROLLER, type(error).__name__).inc()
             raise
-
-    def _job_context(self, key: str) -> tuple[Context | None, str]:
-        """The job's trace context and uid (its trace starts here on first sight); no context when it is gone."""
-        raw = self._view.jobs.raw(key)
-        metadata = (raw or {}).get("metadata") or {}
-        uid = str(metadata.get("uid") or "")
-        annotation = (metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)
-        if raw is None or not uid:
-            return None, uid
-        if metadata.get("deletionTimestamp"):
-            self._traces.forget(uid)
-            traced = tracecontext.is_valid(annotation)
-            return (propagation.context_from_traceparent(annotation) if traced else None), uid
-        return propagation.context_from_traceparent(self._job_traceparent(raw)), uid
-
-    def _job_traceparent(self, raw: objects.RawObject) -> str:
-        metadata = raw.get("metadata") or {}
-        return self._traces.traceparent(
-            annotation=(metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT),
-            namespace=str(metadata.get("namespace") or ""),
-            name=str(metadata.get("name") or ""),
-            uid=str(metadata.get("uid") or ""),
-            image=str((raw.get("spec") or {}).get("image") or ""),
-        )
 
     def _reconcile(self, key: str) -> controller.Result | None:
         raw = self._view.jobs.raw(key)
@@ -224,7 +198,9 @@ class JobReconciler:
         if constants.JOB_FINALIZER not in finalizers:
             patch["finalizers"] = [*finalizers, constants.JOB_FINALIZER]
         if not tracecontext.is_valid(annotations.get(constants.ANNOTATION_TRACE_CONTEXT)):
-            patch["annotations"] = {constants.ANNOTATION_TRACE_CONTEXT: self._job_traceparent(raw)}
+            patch["annotations"] = {
+                constants.ANNOTATION_TRACE_CONTEXT: self._traces.of_job(raw, constants.KIND_IMAGE_PULL_JOB)
+            }
         if not patch:
             return False
         written = patching.write(self._api, resources.IMAGE_PULL_JOBS, raw, {"metadata": patch})

@@ -28,6 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from services.shared.api import constants
+from services.shared.kube import objects
 from services.shared.telemetry import attributes, propagation
 
 __all__ = ["ChildJobTrace", "JobTraces", "is_valid", "new_traceparent", "start_job_trace", "tracer"]
@@ -154,6 +155,33 @@ class JobTraces:
         started = start_job_trace(namespace=namespace, name=name, uid=uid, image=image, kind=kind)
         with self._lock:
             return self._started.setdefault(uid, started)
+
+    def of_job(self, raw: objects.RawObject, kind: str) -> str:
+        """`traceparent` of a job object of `kind` (ImagePullJob or ImageListPullJob)."""
+        metadata = raw.get("metadata") or {}
+        return self.traceparent(
+            annotation=(metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT),
+            namespace=str(metadata.get("namespace") or ""),
+            name=str(metadata.get("name") or ""),
+            uid=str(metadata.get("uid") or ""),
+            image=str((raw.get("spec") or {}).get("image") or ""),
+            kind=kind,
+        )
+
+    def reconcile_context(self, raw: objects.RawObject | None, kind: str) -> tuple[Context | None, str]:
+        """The context a reconcile of the job runs in, and the job's uid; no context once the job is gone.
+
+        A job being deleted starts no trace: its recorded context is used if it has one.
+        """
+        metadata = (raw or {}).get("metadata") or {}
+        uid = str(metadata.get("uid") or "")
+        if raw is None or not uid:
+            return None, uid
+        if metadata.get("deletionTimestamp"):
+            self.forget(uid)
+            annotation = (metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)
+            return (propagation.context_from_traceparent(annotation) if is_valid(annotation) else None), uid
+        return propagation.context_from_traceparent(self.of_job(raw, kind)), uid
 
     def forget(self, uid: str) -> None:
         """The job is gone: drop a context that was never recorded."""

@@ -147,7 +147,11 @@ def test_a_list_jobs_trace_holds_every_childs_spans(
         found = {span["name"] for span in spans}
         reconciled = {span["attributes"].get(attributes.JOB_NAME) for span in spans if span["name"] == "reconcile"}
         writes = sum(1 for span in spans if span["name"] == "nodeimage.write")
-        return root_name in found and child_roots <= found and set(names) <= reconciled and writes >= len(IMAGES)
+        # A parent span ends, and is exported, after its children: wait until no exported span misses its parent.
+        ids = {span["span_id"] for span in spans}
+        closed = all(span["parent_span_id"] in ids for span in spans if span["parent_span_id"])
+        wanted = root_name in found and child_roots <= found and set(names) <= reconciled
+        return wanted and writes >= len(IMAGES) and closed
 
     wait_until(complete, timeout=TIMEOUT, interval=0.5, what=f"the children's spans in trace {trace}")
     spans = spans_of(receiver, trace)
