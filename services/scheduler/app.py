@@ -41,8 +41,6 @@ __all__ = ["SchedulerApp"]
 
 log = logging.getLogger(__name__)
 
-SYNC_TIMEOUT_SECONDS = 120.0
-
 
 class SchedulerApp:
     """One scheduler replica. `start()` returns once caches are synced and servers listen; `stop()` undoes it."""
@@ -152,8 +150,9 @@ class SchedulerApp:
         for each in self.view.informers:
             each.start()
         for each in self.view.informers:
-            if not each.wait_for_sync(SYNC_TIMEOUT_SECONDS):
-                raise TimeoutError(f"{each!r} did not sync within {SYNC_TIMEOUT_SECONDS:.0f}s")
+            timeout = self.settings.cache_sync_timeout_seconds
+            if not each.wait_for_sync(timeout):
+                raise TimeoutError(f"{each!r} did not sync within {timeout:.0f}s (--cache-sync-timeout)")
         self.probes.start()
         self.grpc_server.start()
         self.health.set_serving(True)

@@ -39,6 +39,9 @@ class SchedulerSettings:
     """Fallback requeue while our own last write (a NodeImage, a job) is not yet in the cache (upstream #1528: 5 s)."""
     expectation_timeout_seconds: float = 300.0
     """`--expectation-timeout`: after this long an unseen write is no longer waited for (upstream 5 m)."""
+    cache_sync_timeout_seconds: float = 120.0
+    """`--cache-sync-timeout`: give up (exit, to be restarted) when the caches have not filled by then
+    (controller-runtime's CacheSyncTimeout: 2 m). Clusters with very many tag entries may need longer."""
     nodeimage_write_workers: int = 16
     """`--nodeimage-write-workers`: tag-entry writes in flight at once, over all jobs (1: one after another)."""
     minimum_deadline_requeue_seconds: float = 1.0
@@ -90,6 +93,7 @@ def _parser() -> common.FlagParser:
         help="requeue delay while our own last write (NodeImage or job) is not yet seen in the cache",
     )
     add("--expectation-timeout", type=_seconds, default="5m", help="stop waiting for an unseen write after this")
+    add("--cache-sync-timeout", type=_seconds, default="2m", help="exit when the caches have not filled by then")
     add(
         "--nodeimage-write-workers",
         type=int,
@@ -119,9 +123,11 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sche
     flags = _parser().parse_flags(argv, os.environ if environ is None else environ)
     base = common.CommonSettings.from_flags(flags)
     if flags.nodeimage_write_workers < 1:
-        raise SystemExit("--nodeimage-write-workers must be at least 1")
+        raise common.SettingsError("prepull-scheduler: --nodeimage-write-workers must be at least 1")
     if not 0 <= flags.default_ttlseconds_for_always_nodeimage <= 2678400:
-        raise SystemExit("--default-ttlseconds-for-always-nodeimage must be between 0 and 2678400")
+        raise common.SettingsError(
+            "prepull-scheduler: --default-ttlseconds-for-always-nodeimage must be between 0 and 2678400"
+        )
     return SchedulerSettings(
         kubeconfig=base.kubeconfig,
         grpc_address=base.grpc_address,
@@ -140,6 +146,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Sche
         ),
         nodeimage_expectation_requeue_seconds=flags.nodeimage_expectation_requeue,
         expectation_timeout_seconds=flags.expectation_timeout,
+        cache_sync_timeout_seconds=flags.cache_sync_timeout,
         nodeimage_write_workers=flags.nodeimage_write_workers,
         minimum_deadline_requeue_seconds=flags.minimum_deadline_requeue,
         max_pulls_in_flight=flags.max_pulls_in_flight,

@@ -229,7 +229,7 @@ class Informer:
             field_selector=self._field_selector,
         )
         with self._dispatch_lock:
-            changes = self.store.replace(listed.items)
+            changes = self.store.replace([without_managed_fields(item) for item in listed.items])
             self._deliver(changes)
         self.resource_version = listed.resource_version
         self.relists += 1
@@ -279,6 +279,7 @@ class Informer:
         if event.type == watching.BOOKMARK:
             self.resource_version = event.resource_version or self.resource_version
             return
+        without_managed_fields(event.object)
         with self._dispatch_lock:
             if event.type in (watching.ADDED, watching.MODIFIED):
                 old = self.store.upsert(event.object)
@@ -317,3 +318,16 @@ class Informer:
             handler(*args)
         except Exception:
             logger.exception("%r: handler %r failed", self, handler)
+
+
+def without_managed_fields(obj: RawObject) -> RawObject:
+    """`obj` without `metadata.managedFields` (changed in place, and returned).
+
+    Server-side apply's field ownership is up to half of an object's size (127 KiB of a 287 KiB NodeImage with
+    200 tags): nothing we decide reads it, and our writes are merge patches, which leave it alone. Caches
+    holding every NodeImage drop it, as client-go's informers do with a transform.
+    """
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("managedFields", None)
+    return obj

@@ -240,3 +240,17 @@ def test_a_410_after_a_410_waits_the_backoff(control_plane, kube_namespace, gadg
     assert (watcher.relists, api.watches) == (2, 2)
     watcher.stop()
     kube_api_client.close()
+
+
+def test_cached_objects_carry_no_managed_fields(kube_api, kube_namespace, start_informer, handler_log):
+    listed = kube_api.create(CM, config_map("listed"), namespace=kube_namespace)
+    assert listed["metadata"].get("managedFields"), "the premise: the apiserver records field ownership"
+    watcher = start_informer(namespace=kube_namespace, handlers=handler_log.handlers())
+    kube_api.create(CM, config_map("watched"), namespace=kube_namespace)
+    kube_api.patch(CM, "listed", {"data": {"v": "2"}}, namespace=kube_namespace)
+
+    wait_until(lambda: len(handler_log.events) == 3, timeout=WAIT, what=f"add, add, update; got {handler_log.events}")
+    cached = [watcher.store.get(f"{kube_namespace}/{name}") for name in ("listed", "watched")]
+    delivered = [new for _, new in handler_log.updates]
+    assert [o["metadata"].get("managedFields") for o in cached + delivered] == [None, None, None]
+    assert cached[0]["data"] == {"v": "2"}

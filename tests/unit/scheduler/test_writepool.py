@@ -10,6 +10,7 @@ import pytest
 
 from services.scheduler import settings
 from services.scheduler.writepool import WritePool
+from services.shared.settings import SettingsError
 
 WAIT = 30.0
 """Seconds a task may wait for its peers before the test fails (generous: the machine is shared)."""
@@ -110,5 +111,5 @@ def test_a_limit_of_one_writes_one_after_another_in_the_callers_thread() -> None
 def test_the_flag_sets_the_limit_and_refuses_zero() -> None:
     assert settings.parse([], environ={}).nodeimage_write_workers == 16
     assert settings.parse(["--nodeimage-write-workers", "4"], environ={}).nodeimage_write_workers == 4
-    with pytest.raises(SystemExit):
+    with pytest.raises(SettingsError, match="--nodeimage-write-workers must be at least 1"):
         settings.parse(["--nodeimage-write-workers", "0"], environ={})
