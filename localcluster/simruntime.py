@@ -13,6 +13,17 @@ A test can also *hold* a node's pulls (a file next to the journal): a pull that 
 waits until it is removed, or until the pull is cancelled or times out. That turns "the job is still running
 when X happens" from a timing guess into a fact the test arranges.
 
+Two more files inject the runtime-side faults of a real node, each in force exactly while the file exists:
+
+- *fail* (`<node>.fail`, or `all_nodes.fail` for every node of the directory): the registry is down. A pull
+  that starts (after any hold) fails at once, as containerd fails when resolving the reference answers 503
+  (an UNKNOWN status, `failed to resolve reference ...: unexpected status ... 503 Service Unavailable`), and
+  is journaled as a failed attempt. A pull already past resolving finishes.
+- *down* (`<node>.down`): the node's containerd is stopped. Every call fails UNAVAILABLE (`connection
+  refused`), a pull in flight included: it ends UNAVAILABLE and is journaled as failed. A call refused this way
+  never reached the runtime, so it is not journaled. Removing the file is the restart: the images pulled before
+  are still there (they are on disk), the pull that was cut off is not.
+
 Only the CRI hop is skipped: the puller above `cri.ImageService` is unchanged, and the simulated runtime's
 latency, image ids and store are `services.puller.simcri`'s.
 """
@@ -23,6 +34,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,15 +46,20 @@ from services.puller.simcri import SimulatedRuntime, SimulationSettings
 from services.shared.api.pulloptions import SandboxConfig
 from services.shared.gen.cri import api_pb2
 
-__all__ = ["HELD_POLL_SECONDS", "JournaledImages", "PullJournal"]
+__all__ = ["ALL_NODES_FAIL", "HELD_POLL_SECONDS", "JournaledImages", "PullJournal"]
 
 HELD_POLL_SECONDS = 0.05
 STARTED, PULLED, FAILED, CANCELLED = "start", "pulled", "failed", "cancelled"
+ALL_NODES_FAIL = "all_nodes.fail"
+"""The fail file of every node of a journal directory (a Node name cannot contain `_`, so no node owns it)."""
+RUNTIME_SOCKET = "unix:///run/containerd/containerd.sock"
+"""Where a real node's puller would dial containerd; named in the errors of a node whose runtime is down."""
 
 
 @dataclass(frozen=True)
 class PullJournal:
-    """The files of one node under a journal directory: `<node>.pulls` (events) and `<node>.hold` (the hold)."""
+    """The files of one node under a journal directory: `<node>.pulls` (events), `<node>.hold` (the hold),
+    `<node>.fail` and `all_nodes.fail` (registry down), `<node>.down` (containerd stopped)."""
 
     directory: Path
     node: str
@@ -97,6 +114,30 @@ class PullJournal:
     def held(self) -> bool:
         return self.hold_path.exists()
 
+    @property
+    def fail_path(self) -> Path:
+        return self.directory / f"{self.node}.fail"
+
+    @property
+    def all_nodes_fail_path(self) -> Path:
+        return self.directory / ALL_NODES_FAIL
+
+    @property
+    def down_path(self) -> Path:
+        return self.directory / f"{self.node}.down"
+
+    def failures(self) -> Counter[str]:
+        """Failed attempts per reference (registry errors, timeouts, pulls cut off by the runtime stopping)."""
+        return Counter(reference for event, reference in self.events() if event == FAILED)
+
+    def registry_failing(self) -> bool:
+        """True while this node's fail file, or the one of every node, exists: pulls fail as on a 503."""
+        return self.fail_path.exists() or self.all_nodes_fail_path.exists()
+
+    def runtime_down(self) -> bool:
+        """True while this node's down file exists: every runtime call fails UNAVAILABLE."""
+        return self.down_path.exists()
+
 
 class _RestorableRuntime(SimulatedRuntime):
     """`SimulatedRuntime` whose store can be refilled with images pulled before the process started."""
@@ -106,24 +147,34 @@ class _RestorableRuntime(SimulatedRuntime):
 
 
 class _AbortedError(Exception):
-    def __init__(self, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
+        self.code = code
         self.details = details
 
 
 class _Call:
-    """What `SimulatedRuntime` asks of a gRPC call context: is the caller still waiting, and abort."""
+    """What `SimulatedRuntime` asks of a gRPC call context: is the caller still waiting, and abort.
 
-    def __init__(self, cancel: threading.Event | None = None, deadline: float | None = None) -> None:
+    `severed` says whether the connection is gone (the runtime stopped): a call then ends as the caller's would.
+    """
+
+    def __init__(
+        self,
+        cancel: threading.Event | None = None,
+        deadline: float | None = None,
+        severed: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._cancel = cancel or threading.Event()
         self._deadline = deadline
+        self._severed = severed
 
     def is_active(self) -> bool:
         expired = self._deadline is not None and time.monotonic() >= self._deadline
-        return not (self._cancel.is_set() or expired)
+        return not (self._cancel.is_set() or expired or self._severed())
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise _AbortedError(details)
+        raise _AbortedError(code, details)
 
 
 class JournaledImages:
@@ -144,15 +195,21 @@ class JournaledImages:
         timeout: float,
         cancel: threading.Event,
     ) -> str:
-        """See `cri.ImageService.pull_image`: waits out a hold, then the runtime's latency; journals the outcome."""
+        """See `cri.ImageService.pull_image`: waits out a hold, then the runtime's latency; journals the outcome.
+
+        Fails as the module docstring says while the node's runtime is down or its registry fails.
+        """
+        self._refuse_while_down()
         self.journal.record(STARTED, reference)
         deadline = time.monotonic() + timeout
-        call = _Call(cancel, deadline)
+        call = _Call(cancel, deadline, severed=self.journal.runtime_down)
         while self.journal.held() and call.is_active():
             time.sleep(HELD_POLL_SECONDS)
         try:
             if not call.is_active():
                 raise self._interrupted(reference, cancel)
+            if self.journal.registry_failing():
+                call.abort(grpc.StatusCode.UNKNOWN, _registry_outage(reference))
             if time.monotonic() + self.runtime.settings.pull_latency > deadline:
                 self.journal.record(FAILED, reference)
                 raise cri.PullFailed(f"pulling image {reference} timed out")
@@ -161,20 +218,28 @@ class JournaledImages:
                 raise self._interrupted(reference, cancel)
         except _AbortedError as error:
             self.journal.record(FAILED, reference)
-            raise cri.PullFailed(f"failed to pull image {reference}: {error.details}") from None
+            raise _pull_error(reference, error) from None
         self.journal.record(PULLED, reference)
         return str(response.image_ref)
 
     def _interrupted(self, reference: str, cancel: threading.Event) -> cri.RuntimeError_:
-        """The error for a pull its caller gave up on (cancelled) or whose timeout passed (failed)."""
+        """The error for a pull its caller gave up on (cancelled), whose runtime stopped, or that timed out."""
         if cancel.is_set():
             self.journal.record(CANCELLED, reference)
             return cri.PullCancelled(f"pulling image {reference} is canceled")
         self.journal.record(FAILED, reference)
+        if self.journal.runtime_down():
+            return _pull_error(reference, _AbortedError(grpc.StatusCode.UNAVAILABLE, _CONNECTION_REFUSED))
         return cri.PullFailed(f"pulling image {reference} timed out")
+
+    def _refuse_while_down(self) -> None:
+        """Raise what a CRI call to a stopped containerd raises (the call never reaches the runtime)."""
+        if self.journal.runtime_down():
+            raise cri.RuntimeUnavailable(f"container runtime at {RUNTIME_SOCKET} unavailable: {_CONNECTION_REFUSED}")
 
     def image_status(self, reference: str) -> cri.RuntimeImage | None:
         """See `cri.ImageService.image_status`."""
+        self._refuse_while_down()
         response = self.runtime.ImageStatus(
             api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=reference)), _Call()
         )
@@ -182,11 +247,13 @@ class JournaledImages:
 
     def list_images(self) -> list[cri.RuntimeImage]:
         """See `cri.ImageService.list_images`."""
+        self._refuse_while_down()
         response = self.runtime.ListImages(api_pb2.ListImagesRequest(), _Call())
         return [cri.runtime_image(image) for image in response.images]
 
     def image_fs_info(self) -> list[cri.FilesystemUsage]:
         """See `cri.ImageService.image_fs_info`."""
+        self._refuse_while_down()
         response: Any = self.runtime.ImageFsInfo(api_pb2.ImageFsInfoRequest(), _Call())
         return [
             cri.FilesystemUsage(mountpoint=usage.fs_id.mountpoint, used_bytes=int(usage.used_bytes.value))
@@ -195,9 +262,34 @@ class JournaledImages:
 
     def version(self) -> cri.RuntimeVersion:
         """See `cri.ImageService.version`."""
+        self._refuse_while_down()
         response = self.runtime.Version(api_pb2.VersionRequest(version="v1"), _Call())
         return cri.RuntimeVersion(
             runtime_name=response.runtime_name,
             runtime_version=response.runtime_version,
             runtime_api_version=response.runtime_api_version,
         )
+
+
+_CONNECTION_REFUSED = (
+    "failed to connect to all addresses; last error: UNAVAILABLE: "
+    "unix:/run/containerd/containerd.sock: Connection refused"
+)
+"""grpc's details for a call to a containerd that is not listening."""
+
+
+def _registry_outage(reference: str) -> str:
+    """containerd's message when resolving `reference` meets a registry answering 503."""
+    host, _, rest = reference.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    return (
+        f'failed to pull and unpack image "{reference}": failed to resolve reference "{reference}": unexpected '
+        f"status from HEAD request to https://{host}/v2/{repository}/manifests/{tag}: 503 Service Unavailable"
+    )
+
+
+def _pull_error(reference: str, error: _AbortedError) -> cri.RuntimeError_:
+    """What `cri.CriImageService.pull_image` raises for a PullImage that ended with this status over gRPC."""
+    if error.code == grpc.StatusCode.UNAVAILABLE:
+        return cri.RuntimeUnavailable(f"container runtime unavailable while pulling {reference}: {error.details}")
+    return cri.PullFailed(f"failed to pull image {reference}: {error.details}")

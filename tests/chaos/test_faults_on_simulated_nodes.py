@@ -3,7 +3,8 @@
 The scheduler and nodeimage_sync run as their own processes; the 50 pullers run as agents, ten per host process
 (`localcluster.simnodes`), over a simulated CRI whose pulls take a few seconds and are journaled per node, so
 "no node pulled more often than the retries allow" is checked exactly: a node pulls the job's image once, plus
-once more for every time its puller was killed (a pull cut off by SIGKILL is started again, as it must be).
+once more for every time its puller was killed (a pull cut off by SIGKILL is started again, as it must be), or
+for every attempt the runtime failed (a registry error, a runtime stopped mid-pull), at most `backoffLimit`.
 
 Faults, each drawn from the printed seed (`PREPULL_CHAOS_SEED` replays the schedule):
 
@@ -15,6 +16,11 @@ Faults, each drawn from the printed seed (`PREPULL_CHAOS_SEED` replays the sched
   Upstream (spec/upstream-behaviour.md §2.10): the deleted node drops out of `desired` and every counter, the
   matching new node joins the running job and pulls, the other one does not. One node's pulls are held until
   the new node has been given the image, so the job is provably still running when the nodes change.
+- registry errors then recovery: 0.5-3 s into the job, every node's pulls fail as through containerd on a
+  registry answering 503 (the bed-wide fail file of `localcluster.simruntime`) for `FAULT_SECONDS`, then succeed;
+- containerd stopped mid-pull and restarted: 0.5-3 s into the job, one node's runtime (a seeded pick among the
+  nodes with a pull in flight) is stopped for `FAULT_SECONDS`: every CRI call of that node fails UNAVAILABLE,
+  the pull in flight too; then it is started again on the same images.
 
 After each round: the job completes with `desired = succeeded =` the matching nodes and `failed = 0`; no tag of
 the image is Pulling; the NodeImages are exactly the current Nodes, each matching one with exactly one entry for
@@ -23,6 +29,7 @@ the tag; the pull journals are within bounds; every service and host is alive an
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import Counter
@@ -34,6 +41,7 @@ import pytest
 
 from localcluster import cluster, nodes
 from localcluster.process import ManagedProcess, wait_until
+from localcluster.simruntime import ALL_NODES_FAIL
 from tests.support.restarter import Restarter
 from tests.support.simulated_system import (
     API_ERRORS,
@@ -59,6 +67,11 @@ PULL_SECONDS = 3.0 if full_suite() else 1.5
 KILLS_PER_JOB = 6 if full_suite() else 3
 OUTAGE_SECONDS = 20.0 if full_suite() else 5.0
 BACKOFF_LIMIT = 6
+FAULT_SECONDS = 5.0
+"""How long the registry fails, or a node's containerd stays stopped."""
+FAULT_BACKOFF_LIMIT = 10
+"""backoffLimit of the runtime-fault rounds: retries sleep 1, 2, 4, 4 ... s, so a fault of `FAULT_SECONDS` costs
+a node three or four failed attempts; ten leave room for a slow machine without hiding a runaway retry loop."""
 JOB_TIMEOUT = 600.0
 RECOVERY_TIMEOUT = 120.0
 ZONE = "topology.kubernetes.io/zone"
@@ -123,13 +136,15 @@ class Round:
         return name, tag
 
 
-def start_job(bed: FleetBed, namespace: str, rng: random.Random, context: str) -> Round:
+def start_job(
+    bed: FleetBed, namespace: str, rng: random.Random, context: str, *, backoff_limit: int = BACKOFF_LIMIT
+) -> Round:
     reference = f"sim.registry.test/chaos/img-{rng.getrandbits(48):012x}:v1"
     spec = {
         "image": reference,
         "parallelism": PARALLELISM,
         "selector": SELECTOR,
-        "pullPolicy": {"backoffLimit": BACKOFF_LIMIT, "timeoutSeconds": 300},
+        "pullPolicy": {"backoffLimit": backoff_limit, "timeoutSeconds": 300},
         "completionPolicy": {"type": "Always", "activeDeadlineSeconds": int(JOB_TIMEOUT)},
     }
     create_job(bed.system.api, namespace, "chaos", spec)
@@ -175,6 +190,31 @@ def control_plane_outage(bed: FleetBed, rng: random.Random) -> str:
     plane.start_etcd()
     plane.start_apiserver()
     return f"apiserver {'killed' if kill_apiserver else 'stopped'}, etcd {'killed' if kill_etcd else 'stopped'}"
+
+
+@contextlib.contextmanager
+def fault_file(path: Path) -> Iterator[None]:
+    """The simulated runtime's fault named by `path` (see `localcluster.simruntime`), in force inside the block."""
+    path.touch()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def node_to_stop(bed: FleetBed, reference: str, rng: random.Random) -> tuple[str, str]:
+    """A seeded choice among the nodes pulling `reference` now, else among those yet to pull it; and which it was."""
+    journals = {node: bed.system.nodes.journal(node) for node in sorted(bed.matching)}
+    pulling = [node for node, journal in journals.items() if journal.in_flight(reference)]
+    if pulling:
+        return rng.choice(pulling), "mid-pull"
+    waiting = [node for node, journal in journals.items() if reference not in journal.pulled()]
+    return (rng.choice(waiting), "before its pull") if waiting else (rng.choice(sorted(journals)), "after its pull")
+
+
+def failed_attempts(bed: FleetBed, job: Round) -> Counter[str]:
+    """Failed pull attempts of the job's image per matching node, from the journals."""
+    return Counter({node: bed.system.nodes.journal(node).failures()[job.reference] for node in sorted(bed.matching)})
 
 
 # --- tests ---------------------------------------------------------------------------------------------------
@@ -265,6 +305,47 @@ def new_node_given_the_image(bed: FleetBed, job: Round, added: str, deleted: str
     name, tag = job.name_and_tag
     listed = {item["metadata"]["name"]: item for item in nodeimages(bed.system.api)}
     return deleted not in listed and added in listed and len(spec_entries(listed[added], name, tag)) == 1
+
+
+@pytest.mark.timeout(3600)
+def test_registry_errors_then_recovery_during_a_job(bed: FleetBed, chaos_seed: int, chaos_rounds: int) -> None:
+    rng = random.Random(chaos_seed)
+    for round_number in range(chaos_rounds):
+        context = f"registry outage round {round_number}, PREPULL_CHAOS_SEED={chaos_seed}"
+        with fresh_namespace(bed.system.api, "chaos") as namespace:
+            job = start_job(bed, namespace, rng, context, backoff_limit=FAULT_BACKOFF_LIMIT)
+            pause = rng.uniform(0.5, 3.0)
+            time.sleep(pause)
+            with fault_file(bed.system.nodes.journal_dir / ALL_NODES_FAIL):
+                time.sleep(FAULT_SECONDS)
+            failures = failed_attempts(bed, job)
+            hit = +failures
+            print(
+                f"{context}: registry failing +{pause:.1f}s for {FAULT_SECONDS:.0f}s: {failures.total()} failed"
+                f" attempts on {len(hit)} nodes, at most {max(hit.values(), default=0)} on one"
+            )
+            assert failures.total() > 0, f"{context}: the outage failed no pull (did the job end before it?)"
+            assert_round(bed, job, extra_attempts=failures)
+            assert max(failures.values()) <= FAULT_BACKOFF_LIMIT, f"{context}: more failures than retries: {failures}"
+
+
+@pytest.mark.timeout(3600)
+def test_containerd_stopped_mid_pull_and_restarted(bed: FleetBed, chaos_seed: int, chaos_rounds: int) -> None:
+    rng = random.Random(chaos_seed)
+    for round_number in range(chaos_rounds):
+        context = f"containerd restart round {round_number}, PREPULL_CHAOS_SEED={chaos_seed}"
+        with fresh_namespace(bed.system.api, "chaos") as namespace:
+            job = start_job(bed, namespace, rng, context, backoff_limit=FAULT_BACKOFF_LIMIT)
+            pause = rng.uniform(0.5, 3.0)
+            time.sleep(pause)
+            node, when = node_to_stop(bed, job.reference, rng)
+            with fault_file(bed.system.nodes.journal(node).down_path):
+                time.sleep(FAULT_SECONDS)
+            cut = bed.system.nodes.journal(node).failures()[job.reference]
+            print(f"{context}: {node}'s containerd stopped +{pause:.1f}s ({when}) for {FAULT_SECONDS:.0f}s, {cut} cut")
+            assert_round(bed, job, extra_attempts=Counter({node: 1}))
+            failures = +failed_attempts(bed, job)
+            assert set(failures) <= {node}, f"{context}: only {node}'s runtime stopped, yet failures {failures}"
 
 
 # --- what must hold after every round ------------------------------------------------------------------------
