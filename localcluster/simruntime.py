@@ -290,6 +290,4 @@ def _registry_outage(reference: str) -> str:
 
 def _pull_error(reference: str, error: _AbortedError) -> cri.RuntimeError_:
     """What `cri.CriImageService.pull_image` raises for a PullImage that ended with this status over gRPC."""
-    if error.code == grpc.StatusCode.UNAVAILABLE:
-        return cri.RuntimeUnavailable(f"container runtime unavailable while pulling {reference}: {error.details}")
-    return cri.PullFailed(f"failed to pull image {reference}: {error.details}")
+    return cri.pull_error(reference, error.code, error.details, timeout=0.0)

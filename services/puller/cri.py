@@ -38,6 +38,7 @@ __all__ = [
     "RuntimeUnavailable",
     "RuntimeVersion",
     "free_space",
+    "pull_error",
 ]
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -310,14 +311,18 @@ def _auth_message(auth: Auth) -> Any:
 
 
 def _pull_error(reference: str, error: grpc.RpcError, timeout: float) -> RuntimeError_:
-    code = error.code()
+    return pull_error(reference, error.code(), error.details() or "", timeout=timeout)
+
+
+def pull_error(reference: str, code: grpc.StatusCode, details: str, *, timeout: float) -> RuntimeError_:
+    """What `pull_image` raises for a PullImage that ended with `code` and `details` (runtimes in tests use it too)."""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PullFailed(f"pulling image {reference} timed out after {_seconds(timeout)}")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return RuntimeUnavailable(f"container runtime unavailable while pulling {reference}: {error.details()}")
+        return RuntimeUnavailable(f"container runtime unavailable while pulling {reference}: {details}")
     if code == grpc.StatusCode.CANCELLED:
-        return PullFailed(f"pulling image {reference} was cancelled by the runtime: {error.details()}")
-    return PullFailed(f"failed to pull image {reference}: {error.details() or code.name}")
+        return PullFailed(f"pulling image {reference} was cancelled by the runtime: {details}")
+    return PullFailed(f"failed to pull image {reference}: {details or code.name}")
 
 
 def _seconds(duration: float) -> str:
