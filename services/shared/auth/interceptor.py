@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 
 import grpc
@@ -70,6 +71,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         self._authenticator = authenticator
         self._reviewer = reviewer
         self.refusals = refusal_log.RefusalLog(log, interval_seconds=refusal_log_interval_seconds, clock=clock)
+        self._unruled_warned: set[str] = set()
+        """Registered methods without a rule, already warned about: a configuration bug is told once, not per call."""
+        self._unruled_lock = threading.Lock()
 
     def intercept_service(
         self, continuation: handlers.Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -93,12 +97,19 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         with caller_module.bound(admitted):
             yield
 
+    def _warn_unruled(self, method: str) -> None:
+        with self._unruled_lock:
+            first = method not in self._unruled_warned
+            self._unruled_warned.add(method)
+        if first:
+            log.warning("no access policy for %s; refusing every call to it (add a rule for it)", method)
+
     def admit(
         self, metadata: Iterable[tuple[str, str | bytes]] | None, rule: MethodPolicy | None, method: str
     ) -> Caller:
         """The caller, if the call's metadata satisfies `rule`; raises an `AuthError` otherwise."""
         if rule is None:
-            log.warning("no access policy for %s; refusing (add a rule for it)", method)
+            self._warn_unruled(method)
             raise PermissionDenied(f"method {method} is not open to callers")
         caller = self._authenticator.authenticate(auth_metadata.bearer_token(metadata), rule.audience)
         rule.check_identity(caller)

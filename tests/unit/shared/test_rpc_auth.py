@@ -313,13 +313,18 @@ def test_access_rules_ask_the_reviewer(make_stub):
     assert details == f"{PULLER_SA} may not get nodeimages.prepull.io cluster-wide"
 
 
-def test_methods_without_a_rule_fail_closed_but_health_stays_open(make_stub):
+def test_methods_without_a_rule_fail_closed_but_health_stays_open(make_stub, caplog):
     stub, channel = make_stub({"/prepull.v1.Puller/PullImage": INVENTORY})
 
-    assert refused(stub, "puller-token") == (
-        grpc.StatusCode.PERMISSION_DENIED,
-        "method /prepull.v1.Puller/ListImages is not open to callers",
-    )
+    for _ in range(3):
+        assert refused(stub, "puller-token") == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "method /prepull.v1.Puller/ListImages is not open to callers",
+        )
+    warnings = [r.getMessage() for r in caplog.records if "no access policy" in r.getMessage()]
+    assert warnings == [
+        "no access policy for /prepull.v1.Puller/ListImages; refusing every call to it (add a rule for it)"
+    ], "a configuration bug is told once, not once per call"
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
