@@ -1,7 +1,7 @@
 """Issue 9 items 1, 2 and 7 (NodeImage creation): fan-out over simulated nodes, against the floor.
 
 One cluster per node count N: N Nodes registered through the API, nodeimage_sync and the scheduler as processes,
-N node agents (the puller's own code, `bench.pullerhost`) on simulated runtimes. Per N:
+N node agents (the puller's own code, `localcluster.simnodes`) on simulated runtimes. Per N:
 
 - NodeImage creation: nodeimage_sync started with N Ready Nodes (creation delay 0 s) until N NodeImages exist;
 - fan-out: one `Always` job with parallelism N and instant pulls, from create until `completionTime`; API
@@ -180,7 +180,7 @@ def sections(results: Sequence[FanoutResult], mode: str) -> list[Section]:
 NOTES = """\
 Setup: Node objects registered through the API (no kubelet, no containerd); nodeimage_sync and the scheduler as
 their own processes under their own ServiceAccounts with the RBAC from `deploy/`; one node agent per node,
-hosted 100 per `bench.pullerhost` process: the puller's unchanged `PullerApp` (own NodeImage watch, controller,
+hosted 100 per `localcluster.simnodes` process: the puller's unchanged `PullerApp` (own NodeImage watch, controller,
 status writer, event recorder per agent) over the puller issue's simulated CRI (`SimulatedRuntime`, instant
 pulls) called in-process instead of over a socket. The agents share one ServiceAccount bound to the puller's
 ClusterRole rather than node-bound tokens, so the node admission policy is not evaluated, and they call neither

@@ -48,7 +48,7 @@ import kubernetes.client
 
 from bench import etcdstore, listprobe
 from bench.etcdstore import EtcdStore
-from bench.simimages import SimulatedImages
+from localcluster.simruntime import SimulatedImages
 from services.puller.logic import plan, tagstate
 from services.puller.simcri import SimulatedRuntime, SimulationSettings
 from services.scheduler import tracecontext

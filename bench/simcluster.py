@@ -2,42 +2,43 @@
 
 No containerd runs here: Node objects are registered through the API (as a kubelet would), nodeimage_sync and
 the scheduler run as their own processes under their own ServiceAccounts (`localcluster.system`), and the N
-pullers run as agents of one `bench.pullerhost` process under a ServiceAccount bound to the puller's ClusterRole.
+pullers run as agents, `AGENTS_PER_HOST` per `localcluster.simnodes` host process, under a ServiceAccount bound
+to the puller's ClusterRole, over the simulated runtime without a journal (a pull touches no file).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 import kubernetes.config
-import yaml
 from kubernetes.client.exceptions import ApiException
 
 from bench.audit import AuditedControlPlane
-from localcluster import cluster, nodes
-from localcluster.process import ManagedProcess, wait_until
-from localcluster.system import NAMESPACE, PrepullSystem
+from localcluster import cluster, simnodes
+from localcluster.process import wait_until
+from localcluster.simnodes import SimulatedNodeHosts
+from localcluster.system import PrepullSystem
+from services.shared import settings as shared_settings
 
-REPO = Path(__file__).resolve().parent.parent
 GROUP, VERSION = "prepull.io", "v1beta1"
-HOST_ACCOUNT = "prepull-bench-pullers"
 IDENTITIES = {
     "system:serviceaccount:prepull-system:prepull-scheduler": "scheduler",
     "system:serviceaccount:prepull-system:prepull-nodeimage-sync": "nodeimage_sync",
-    f"system:serviceaccount:prepull-system:{HOST_ACCOUNT}": "puller",
+    f"system:serviceaccount:{simnodes.NAMESPACE}:{simnodes.HOST_ACCOUNT}": "puller",
 }
-REGISTER_WORKERS = 16
+REGISTER_WORKERS = simnodes.REGISTER_WORKERS
 HTTP_CONFLICT = 409
 AGENTS_PER_HOST = 100
 """Node agents per host process: 1,000 in one CPython process on 2 cores thrash (see docs/benchmarks.md)."""
+AGENT_STARTERS = 16
+"""Agents a host starts concurrently."""
+AGENT_SYNC_SECONDS = 300.0
+PULLERS_READY_SECONDS = 900.0
 
 
 @dataclass
@@ -49,7 +50,7 @@ class SimCluster:
     sync_flags: Sequence[str] = ("--creation-delay", "0s")
     control: AuditedControlPlane = field(init=False)
     system: PrepullSystem | None = field(init=False, default=None)
-    hosts: list[ManagedProcess] = field(init=False, default_factory=list)
+    pullers: SimulatedNodeHosts | None = field(init=False, default=None)
     _api: kubernetes.client.ApiClient | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -80,13 +81,16 @@ class SimCluster:
         self.control.start()
         self.system = PrepullSystem(self._state(), extra_flags={"nodeimage_sync": list(self.sync_flags)})
         self.system.install()
-        names = self.node_names
-        with futures.ThreadPoolExecutor(REGISTER_WORKERS) as pool:
-            list(
-                pool.map(
-                    lambda i: nodes.register_node(self.api, names[i], cluster.default_labels(i)), range(len(names))
-                )
-            )
+        self.pullers = SimulatedNodeHosts(
+            self.api,
+            self.control.kubeconfig,
+            self.state_dir / "pullers",
+            journaled=False,
+            starters=AGENT_STARTERS,
+            sync_timeout=AGENT_SYNC_SECONDS,
+            ready_timeout=PULLERS_READY_SECONDS,
+        )
+        self.pullers.register(self.node_names, cluster.default_labels)
 
     def start_services(self) -> None:
         """nodeimage_sync and the scheduler, as processes under their own identities; returns when both lead."""
@@ -103,34 +107,25 @@ class SimCluster:
         assert pid is not None
         return pid
 
-    def start_pullers(self, *, pull_latency: str = "0s", timeout: float = 900.0) -> None:
-        """One agent per node, `AGENTS_PER_HOST` per `bench.pullerhost` process; returns once every agent synced."""
+    def start_pullers(self, *, pull_latency: str = "0s") -> None:
+        """One agent per node, `AGENTS_PER_HOST` per host process; returns once every agent synced."""
+        assert self.pullers is not None, "start() registers the nodes first"
         self.stop_pullers()
-        work = self.state_dir / "pullers"
-        work.mkdir(parents=True, exist_ok=True)
-        kubeconfig = self._host_kubeconfig(work)
+        self.pullers.pull_latency = shared_settings.duration(pull_latency).total_seconds()
         names = self.node_names
-        for first in range(0, len(names), AGENTS_PER_HOST):
-            index = first // AGENTS_PER_HOST
-            nodes_file, ready = work / f"nodes-{index}.txt", work / f"ready-{index}"
-            nodes_file.write_text("\n".join(names[first : first + AGENTS_PER_HOST]) + "\n")
-            ready.unlink(missing_ok=True)
-            argv = [sys.executable, "-m", "bench.pullerhost", "--kubeconfig", str(kubeconfig)]
-            argv += ["--nodes-file", str(nodes_file), "--ready-file", str(ready), "--pull-latency", pull_latency]
-            host = ManagedProcess(name=f"pullerhost-{index}", argv=argv, log_path=work / f"host-{index}.log", cwd=REPO)
-            host.start()
-            self.hosts.append(host)
-        for index, host in enumerate(self.hosts):
-            _wait_ready(host, work / f"ready-{index}", timeout)
+        hosts = {
+            f"pullerhost-{first // AGENTS_PER_HOST}": names[first : first + AGENTS_PER_HOST]
+            for first in range(0, len(names), AGENTS_PER_HOST)
+        }
+        self.pullers.start_hosts(hosts)
 
     @property
     def host_pids(self) -> list[int]:
-        return [host.pid for host in self.hosts if host.pid is not None]
+        return self.pullers.pids if self.pullers is not None else []
 
     def stop_pullers(self) -> None:
-        for host in self.hosts:
-            host.stop()
-        self.hosts.clear()
+        if self.pullers is not None:
+            self.pullers.stop()
 
     def stop(self) -> None:
         self.stop_pullers()
@@ -177,41 +172,6 @@ class SimCluster:
             "server": self.control.server,
             "nodes": [],
         }
-
-    def _host_kubeconfig(self, work: Path) -> Path:
-        """A ServiceAccount bound to the puller's ClusterRole, and a kubeconfig with its token."""
-        core = kubernetes.client.CoreV1Api(self.api)
-        rbac = kubernetes.client.RbacAuthorizationV1Api(self.api)
-        binding = {
-            "metadata": {"name": HOST_ACCOUNT},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "prepull-puller"},
-            "subjects": [{"kind": "ServiceAccount", "name": HOST_ACCOUNT, "namespace": NAMESPACE}],
-        }
-        _create_if_absent(core.create_namespaced_service_account, NAMESPACE, {"metadata": {"name": HOST_ACCOUNT}})
-        _create_if_absent(rbac.create_cluster_role_binding, binding)
-        request = {"spec": {"expirationSeconds": 24 * 3600}}
-        token = core.create_namespaced_service_account_token(HOST_ACCOUNT, NAMESPACE, request).status.token
-        admin = yaml.safe_load(self.control.kubeconfig.read_text())
-        cluster_entry = admin["clusters"][0]
-        document = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [cluster_entry],
-            "users": [{"name": HOST_ACCOUNT, "user": {"token": token}}],
-            "contexts": [{"name": HOST_ACCOUNT, "context": {"cluster": cluster_entry["name"], "user": HOST_ACCOUNT}}],
-            "current-context": HOST_ACCOUNT,
-        }
-        path = work / "pullers.kubeconfig"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(document, handle)
-        return path
-
-
-def _wait_ready(host: ManagedProcess, ready: Path, timeout: float) -> None:
-    wait_until(lambda: ready.exists() or not host.alive(), timeout=timeout, interval=0.5, what=host.name)
-    if not host.alive():
-        raise RuntimeError(f"puller host exited:\n{host.log_tail()}")
 
 
 def _create_if_absent(create: Callable[..., object], *args: object) -> None:

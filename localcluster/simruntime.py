@@ -1,7 +1,13 @@
-"""One simulated node's container runtime, called in-process, that remembers its pulls across process deaths.
+"""One simulated node's container runtime called in-process, optionally journaled so its pulls survive kill -9.
 
-Fault tests host many node agents per process (`localcluster.simnodes`) and kill those processes with SIGKILL.
-Two things must outlive such a kill, as they outlive a puller restart on a real node:
+Simulated nodes are hosted many per process (`localcluster.simnodes`): one gRPC server per node would cost a
+completion-queue thread and a socket each, and a shared server cannot tell nodes apart. So each agent gets its
+own `simcri.SimulatedRuntime` (the puller's simulated CRI: same latency, image ids and store) called directly
+through `SimulatedImages`, the puller's `cri.ImageService`. Only the CRI hop is skipped; everything above that
+seam is the puller's unchanged code, and errors are what `cri.CriImageService` raises for the same gRPC status.
+
+Benchmarks run the runtime bare: no file is touched per call. Fault tests give each node a `PullJournal`, which
+kill -9 of the host must not lose, as a puller restart on a real node does not lose it:
 
 - the count of pull attempts per node and image, so a test can check exactly that no node pulled more often
   than the retries allow. Every attempt is appended to the node's *journal* (one line per event, written
@@ -9,9 +15,9 @@ Two things must outlive such a kill, as they outlive a puller restart on a real 
 - the images already pulled, as containerd keeps them on disk: a restarted agent finds them again (the
   journal is replayed into a fresh `simcri.SimulatedRuntime`).
 
-A test can also *hold* a node's pulls (a file next to the journal): a pull that starts while the file exists
-waits until it is removed, or until the pull is cancelled or times out. That turns "the job is still running
-when X happens" from a timing guess into a fact the test arranges.
+A test can also *hold* a journaled node's pulls (a file next to the journal): a pull that starts while the file
+exists waits until it is removed, or until the pull is cancelled or times out. That turns "the job is still
+running when X happens" from a timing guess into a fact the test arranges.
 
 Two more files inject the runtime-side faults of a real node, each in force exactly while the file exists:
 
@@ -23,9 +29,6 @@ Two more files inject the runtime-side faults of a real node, each in force exac
   refused`), a pull in flight included: it ends UNAVAILABLE and is journaled as failed. A call refused this way
   never reached the runtime, so it is not journaled. Removing the file is the restart: the images pulled before
   are still there (they are on disk), the pull that was cut off is not.
-
-Only the CRI hop is skipped: the puller above `cri.ImageService` is unchanged, and the simulated runtime's
-latency, image ids and store are `services.puller.simcri`'s.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -46,7 +49,15 @@ from services.puller.simcri import SimulatedRuntime, SimulationSettings
 from services.shared.api.pulloptions import SandboxConfig
 from services.shared.gen.cri import api_pb2
 
-__all__ = ["ALL_NODES_FAIL", "HELD_POLL_SECONDS", "JournaledImages", "PullJournal"]
+__all__ = [
+    "ALL_NODES_FAIL",
+    "HELD_POLL_SECONDS",
+    "UNJOURNALED",
+    "JournaledImages",
+    "NodeJournal",
+    "PullJournal",
+    "SimulatedImages",
+]
 
 HELD_POLL_SECONDS = 0.05
 STARTED, PULLED, FAILED, CANCELLED = "start", "pulled", "failed", "cancelled"
@@ -54,6 +65,37 @@ ALL_NODES_FAIL = "all_nodes.fail"
 """The fail file of every node of a journal directory (a Node name cannot contain `_`, so no node owns it)."""
 RUNTIME_SOCKET = "unix:///run/containerd/containerd.sock"
 """Where a real node's puller would dial containerd; named in the errors of a node whose runtime is down."""
+
+
+class NodeJournal(Protocol):
+    """What `SimulatedImages` asks of a node's journal: record a pull event, and which faults are in force."""
+
+    def record(self, event: str, reference: str) -> None: ...
+
+    def held(self) -> bool: ...
+
+    def registry_failing(self) -> bool: ...
+
+    def runtime_down(self) -> bool: ...
+
+
+class _Unjournaled:
+    """The journal of a node nobody audits: records nothing and injects no fault, so a pull does no I/O."""
+
+    def record(self, event: str, reference: str) -> None:
+        """Nothing to keep."""
+
+    def held(self) -> bool:
+        return False
+
+    def registry_failing(self) -> bool:
+        return False
+
+    def runtime_down(self) -> bool:
+        return False
+
+
+UNJOURNALED: NodeJournal = _Unjournaled()
 
 
 @dataclass(frozen=True)
@@ -177,14 +219,12 @@ class _Call:
         raise _AbortedError(code, details)
 
 
-class JournaledImages:
-    """`cri.ImageService` of one simulated node: a `SimulatedRuntime` called directly, every pull journaled."""
+class SimulatedImages:
+    """`cri.ImageService` of one simulated node: its `SimulatedRuntime` called directly, each pull `journal`ed."""
 
-    def __init__(self, journal: PullJournal, settings: SimulationSettings) -> None:
-        self.journal = journal
-        self.runtime = _RestorableRuntime(settings)
-        for reference in journal.pulled():
-            self.runtime.restore(reference)
+    def __init__(self, runtime: SimulatedRuntime, journal: NodeJournal = UNJOURNALED) -> None:
+        self.runtime = runtime
+        self._journal = journal
 
     def pull_image(
         self,
@@ -200,41 +240,41 @@ class JournaledImages:
         Fails as the module docstring says while the node's runtime is down or its registry fails.
         """
         self._refuse_while_down()
-        self.journal.record(STARTED, reference)
+        self._journal.record(STARTED, reference)
         deadline = time.monotonic() + timeout
-        call = _Call(cancel, deadline, severed=self.journal.runtime_down)
-        while self.journal.held() and call.is_active():
+        call = _Call(cancel, deadline, severed=self._journal.runtime_down)
+        while self._journal.held() and call.is_active():
             time.sleep(HELD_POLL_SECONDS)
         try:
             if not call.is_active():
                 raise self._interrupted(reference, cancel)
-            if self.journal.registry_failing():
+            if self._journal.registry_failing():
                 call.abort(grpc.StatusCode.UNKNOWN, _registry_outage(reference))
             if time.monotonic() + self.runtime.settings.pull_latency > deadline:
-                self.journal.record(FAILED, reference)
+                self._journal.record(FAILED, reference)
                 raise cri.PullFailed(f"pulling image {reference} timed out")
             response = self.runtime.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=reference)), call)
             if not call.is_active():
                 raise self._interrupted(reference, cancel)
         except _AbortedError as error:
-            self.journal.record(FAILED, reference)
+            self._journal.record(FAILED, reference)
             raise _pull_error(reference, error) from None
-        self.journal.record(PULLED, reference)
+        self._journal.record(PULLED, reference)
         return str(response.image_ref)
 
     def _interrupted(self, reference: str, cancel: threading.Event) -> cri.RuntimeError_:
         """The error for a pull its caller gave up on (cancelled), whose runtime stopped, or that timed out."""
         if cancel.is_set():
-            self.journal.record(CANCELLED, reference)
+            self._journal.record(CANCELLED, reference)
             return cri.PullCancelled(f"pulling image {reference} is canceled")
-        self.journal.record(FAILED, reference)
-        if self.journal.runtime_down():
+        self._journal.record(FAILED, reference)
+        if self._journal.runtime_down():
             return _pull_error(reference, _AbortedError(grpc.StatusCode.UNAVAILABLE, _CONNECTION_REFUSED))
         return cri.PullFailed(f"pulling image {reference} timed out")
 
     def _refuse_while_down(self) -> None:
         """Raise what a CRI call to a stopped containerd raises (the call never reaches the runtime)."""
-        if self.journal.runtime_down():
+        if self._journal.runtime_down():
             raise cri.RuntimeUnavailable(f"container runtime at {RUNTIME_SOCKET} unavailable: {_CONNECTION_REFUSED}")
 
     def image_status(self, reference: str) -> cri.RuntimeImage | None:
@@ -269,6 +309,17 @@ class JournaledImages:
             runtime_version=response.runtime_version,
             runtime_api_version=response.runtime_api_version,
         )
+
+
+class JournaledImages(SimulatedImages):
+    """`SimulatedImages` over a `PullJournal`, holding from the start every image the journal says was pulled."""
+
+    def __init__(self, journal: PullJournal, settings: SimulationSettings) -> None:
+        runtime = _RestorableRuntime(settings)
+        for reference in journal.pulled():
+            runtime.restore(reference)
+        super().__init__(runtime, journal)
+        self.journal = journal
 
 
 _CONNECTION_REFUSED = (

@@ -35,7 +35,11 @@ class OwnerResolver:
     """
 
     def __init__(
-        self, api: objects.ObjectApi, jobs: store.Store, *, max_remembered: int = DEFAULT_MAX_REMEMBERED
+        self,
+        api: objects.ObjectApi,
+        jobs: store.Store[objects.RawObject],
+        *,
+        max_remembered: int = DEFAULT_MAX_REMEMBERED,
     ) -> None:
         self._api = api
         self._jobs = jobs

@@ -65,7 +65,7 @@ class NodeQueries:
         inventory: the reported inventories.
     """
 
-    def __init__(self, *, nodeimages: store.Store, inventory: InventoryStore) -> None:
+    def __init__(self, *, nodeimages: store.Store[store.RawObject], inventory: InventoryStore) -> None:
         self._nodeimages = nodeimages
         self._inventory = inventory
 

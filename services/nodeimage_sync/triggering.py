@@ -42,7 +42,7 @@ class Triggers:
         self,
         *,
         queue: workqueue.WorkQueue[str],
-        nodeimages: store.Store,
+        nodeimages: store.Store[store.RawObject],
         owners: OwnerResolver,
         clock: clock.Clock,
         creation_delay: float,
@@ -55,7 +55,7 @@ class Triggers:
         self._clock = clock
         self._delay = timedelta(seconds=creation_delay)
 
-    def node_handlers(self) -> informer.Handlers:
+    def node_handlers(self) -> informer.Handlers[store.RawObject]:
         """Handlers for the Node informer."""
         return informer.Handlers(
             on_add=self._node_changed,
@@ -63,7 +63,7 @@ class Triggers:
             on_delete=self._node_deleted,
         )
 
-    def nodeimage_handlers(self) -> informer.Handlers:
+    def nodeimage_handlers(self) -> informer.Handlers[store.RawObject]:
         """Handlers for the NodeImage informer: every event enqueues the name, except an already acted-on update."""
         return informer.Handlers(
             on_add=self._enqueue_object,
@@ -71,7 +71,7 @@ class Triggers:
             on_delete=self._nodeimage_deleted,
         )
 
-    def job_handlers(self) -> informer.Handlers:
+    def job_handlers(self) -> informer.Handlers[store.RawObject]:
         """Handlers for the ImagePullJob informer: only deletions matter."""
         return informer.Handlers(on_delete=self._job_deleted)
 

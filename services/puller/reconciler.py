@@ -31,7 +31,7 @@ class Reconciler:
         self,
         *,
         node_name: str,
-        cache: store.Store,
+        cache: store.Store[store.RawObject],
         pool: workers.Workers,
         book: statusbook.StatusBook,
         writer: statuswriter.StatusWriter,

@@ -20,6 +20,7 @@ from services.scheduler import (
     jobs_servicer,
     listreconciler,
     reconciler,
+    view,
 )
 from services.scheduler.metrics import ControllerQueueMetrics, SchedulerMetrics
 from services.scheduler.settings import SchedulerSettings
@@ -60,7 +61,7 @@ class SchedulerApp:
         self.view = ClusterView(
             jobs=informer.Informer(self.api, resources.IMAGE_PULL_JOBS, namespace=namespace),
             list_jobs=informer.Informer(self.api, resources.IMAGE_LIST_PULL_JOBS, namespace=namespace),
-            node_images=informer.Informer(self.api, resources.NODE_IMAGES),
+            node_images=view.node_image_informer(self.api),
             pods=informer.Informer(self.api, resources.PODS, namespace=namespace, field_selector="spec.nodeName!="),
         )
         self.metrics = SchedulerMetrics()

@@ -150,23 +150,18 @@ class Dispatcher:
 
     # --- NodeImages ------------------------------------------------------------------------------------------
 
-    def _node_added(self, raw: objects.RawObject) -> None:
-        self._release_waiters(raw)
-        self._wake_matching(self._view.node_images.typed(raw))
-
-    def _node_deleted(self, raw: objects.RawObject) -> None:
-        for key in self.capacity_waiters():
-            self._enqueue_job(key)
-        name = objects.object_key(raw)
-        self._expectations.forget(node_image_key(name))
-        node = self._view.node_images.typed(raw)
-        self._view.node_images.forget(name)
+    def _node_added(self, node: NodeImage) -> None:
+        self._release_waiters(node)
         self._wake_matching(node)
 
-    def _node_updated(self, old_raw: objects.RawObject, new_raw: objects.RawObject) -> None:
-        self._release_waiters(new_raw)
-        old = self._view.node_images.typed(old_raw)
-        new = self._view.node_images.typed(new_raw)
+    def _node_deleted(self, node: NodeImage) -> None:
+        for key in self.capacity_waiters():
+            self._enqueue_job(key)
+        self._expectations.forget(node_image_key(node.metadata.name))
+        self._wake_matching(node)
+
+    def _node_updated(self, old: NodeImage, new: NodeImage) -> None:
+        self._release_waiters(new)
         if new.metadata.deletion_timestamp is not None and old.metadata.deletion_timestamp is None:
             self._wake_matching(new)
             return
@@ -198,11 +193,8 @@ class Dispatcher:
         for key in woken:
             self._enqueue_job(key)
 
-    def _release_waiters(self, raw: objects.RawObject) -> None:
-        metadata = raw.get("metadata") or {}
-        waiters = self._expectations.observed(
-            node_image_key(str(metadata.get("name"))), str(metadata.get("resourceVersion") or "")
-        )
+    def _release_waiters(self, node: NodeImage) -> None:
+        waiters = self._expectations.observed(node_image_key(node.metadata.name), node.metadata.resource_version)
         for waiter in waiters:
             self._enqueue_job(str(waiter))
 

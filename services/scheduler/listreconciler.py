@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from services.scheduler import expectations as expectations_module
-from services.scheduler import tracecontext
+from services.scheduler import jobmetadata, tracecontext
 from services.scheduler.logic import completion, listjobs
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.view import ClusterView
@@ -150,17 +150,12 @@ class ListJobReconciler:
 
     def _ensure_metadata(self, key: str, raw: objects.RawObject, current_hash: str) -> bool:
         """Label the list job with its template hash and record its trace context if missing; True on a write."""
-        metadata = raw.get("metadata") or {}
-        patch: dict[str, Any] = {}
-        if (metadata.get("labels") or {}).get(constants.LABEL_CONTROLLER_REVISION_HASH) != current_hash:
-            patch["labels"] = {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash}
-        if not tracecontext.is_valid((metadata.get("annotations") or {}).get(constants.ANNOTATION_TRACE_CONTEXT)):
-            patch["annotations"] = {
-                constants.ANNOTATION_TRACE_CONTEXT: self._traces.of_job(raw, constants.KIND_IMAGE_LIST_PULL_JOB)
-            }
-        if not patch:
+        labels = {constants.LABEL_CONTROLLER_REVISION_HASH: current_hash}
+        written = jobmetadata.write_missing(
+            self._api, resources.IMAGE_LIST_PULL_JOBS, raw, traces=self._traces, labels=labels
+        )
+        if written is None:
             return False
-        written = patching.write(self._api, resources.IMAGE_LIST_PULL_JOBS, raw, {"metadata": patch})
         self._expect_list_job(key, written)
         return True
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from services.scheduler import dispatcher as dispatcher_module
 from services.scheduler import expectations as expectations_module
-from services.scheduler import tracecontext, writepool
+from services.scheduler import jobmetadata, tracecontext, writepool
 from services.scheduler.logic import completion, inflight, rollout, tagentries, tagpolicy, targets
 from services.scheduler.logic import status as job_status
 from services.scheduler.logic.labels import UnknownOperatorError
@@ -191,19 +191,11 @@ class JobReconciler:
 
     def _ensure_metadata(self, key: str, raw: objects.RawObject) -> bool:
         """Add the finalizer and the trace context if missing; True when a write was made."""
-        metadata = raw.get("metadata") or {}
-        finalizers = list(metadata.get("finalizers") or ())
-        annotations = metadata.get("annotations") or {}
-        patch: dict[str, Any] = {}
-        if constants.JOB_FINALIZER not in finalizers:
-            patch["finalizers"] = [*finalizers, constants.JOB_FINALIZER]
-        if not tracecontext.is_valid(annotations.get(constants.ANNOTATION_TRACE_CONTEXT)):
-            patch["annotations"] = {
-                constants.ANNOTATION_TRACE_CONTEXT: self._traces.of_job(raw, constants.KIND_IMAGE_PULL_JOB)
-            }
-        if not patch:
+        written = jobmetadata.write_missing(
+            self._api, resources.IMAGE_PULL_JOBS, raw, traces=self._traces, finalizer=constants.JOB_FINALIZER
+        )
+        if written is None:
             return False
-        written = patching.write(self._api, resources.IMAGE_PULL_JOBS, raw, {"metadata": patch})
         self._expect_job(key, written)
         return True
 
@@ -351,8 +343,8 @@ class JobReconciler:
 
     def _cached_node_version(self, expectation_key: str) -> str | None:
         name = expectation_key.removeprefix(dispatcher_module.node_image_key(""))
-        raw = self._view.node_images.raw(name)
-        return None if raw is None else str((raw.get("metadata") or {}).get("resourceVersion") or "")
+        node = self._view.node_images.get(name)
+        return None if node is None else node.metadata.resource_version or ""
 
     def _free_slots(self, job: ImagePullJob, active: int, image: str, tag: str) -> int:
         settings = self._settings
@@ -400,26 +392,33 @@ class JobReconciler:
 
         attempts = 0
 
-        def read() -> objects.RawObject:
+        def read() -> NodeImage:
             # The cached copy is good enough for a first try: the write carries its resourceVersion as a
             # precondition, so a stale copy only costs a conflict, after which we read from the apiserver.
             nonlocal attempts
             attempts += 1
-            cached = self._view.node_images.raw(node_name) if attempts == 1 else None
-            return cached if cached is not None else self._api.get(resources.NODE_IMAGES, node_name)
+            cached = self._view.node_images.get(node_name) if attempts == 1 else None
+            return (
+                cached if cached is not None else NodeImage.from_dict(self._api.get(resources.NODE_IMAGES, node_name))
+            )
 
-        def decide(current: objects.RawObject) -> dict[str, Any] | None:
-            node = NodeImage.from_dict(current)
+        def decide(node: NodeImage) -> dict[str, Any] | None:
             owners = _owner_uids(node, image, tag) | {job.metadata.uid}
             specs = {**self._dispatcher.specs_by_uid(owners), job.metadata.uid: job.spec}
             planned = tagentries.plan_image_spec(node, request, now, specs)
             if planned is None:
                 return None
-            old_image = ((current.get("spec") or {}).get("images") or {}).get(image) or {}
+            current = (node.spec.images or {}).get(image)
+            old_image = current.to_dict() if current is not None else {}
             return {"spec": {"images": {image: patching.merge_patch(old_image, planned.to_dict()) or None}}}
 
-        def write(current: objects.RawObject, patch: dict[str, Any]) -> objects.RawObject:
-            return patching.write(self._api, resources.NODE_IMAGES, current, patch)
+        def write(node: NodeImage, patch: dict[str, Any]) -> objects.RawObject:
+            return self._api.patch(
+                resources.NODE_IMAGES,
+                node.metadata.name,
+                patch,
+                resource_version=node.metadata.resource_version or None,
+            )
 
         span_attributes = {
             attributes.K8S_NODE_NAME: node_name,

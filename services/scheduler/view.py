@@ -1,23 +1,26 @@
 """The scheduler's in-memory view of the cluster: informer stores read as typed objects.
 
-Parsing a NodeImage costs far more than reading a dict, and a job reconcile reads every target, so parsed
-objects are memoised by resourceVersion: a NodeImage is parsed once per change, not once per reconcile.
+NodeImages are cached typed and only typed: the NodeImage informer parses each one as it arrives and keeps
+nothing else. With hundreds of jobs each NodeImage holds hundreds of tag entries, and its dict is four times
+the size of the typed object (617 against 160 KiB at 200 tags); keeping both was 1.8 GB at 1,000 nodes.
+Jobs stay dicts memoised as typed objects by resourceVersion, because a job that does not parse must still
+be reconciled to report why.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from services.scheduler.logic.targets import PodPlacement
 from services.shared.api import wire
 from services.shared.api.imagelistpulljob import ImageListPullJob
 from services.shared.api.imagepulljob import ImagePullJob
 from services.shared.api.nodeimage import NodeImage
-from services.shared.kube import informer, objects
+from services.shared.kube import informer, objects, resources
 
-__all__ = ["ClusterView", "TypedStore", "pod_placement"]
+__all__ = ["ClusterView", "NodeImageCache", "TypedStore", "node_image_informer", "pod_placement"]
 
 T = TypeVar("T", bound=wire.WireObject)
 
@@ -25,7 +28,7 @@ T = TypeVar("T", bound=wire.WireObject)
 class TypedStore(Generic[T]):
     """An informer's store, read as `T`, with parses memoised per (key, resourceVersion)."""
 
-    def __init__(self, source: informer.Informer, parse: Callable[[objects.RawObject], T]) -> None:
+    def __init__(self, source: informer.Informer[objects.RawObject], parse: Callable[[objects.RawObject], T]) -> None:
         self.informer = source
         self._parse = parse
         self._memo: dict[str, tuple[str, T]] = {}
@@ -77,24 +80,44 @@ def pod_placement(raw: objects.RawObject) -> PodPlacement:
     )
 
 
+def node_image_informer(api: informer.ListerWatcher) -> informer.Informer[NodeImage]:
+    """Every NodeImage, stored parsed; one that does not parse is left out (and logged) until it is fixed."""
+    return informer.Informer(api, resources.NODE_IMAGES, transform=NodeImage.from_dict)
+
+
+class NodeImageCache:
+    """Typed NodeImages by name, as the NodeImage informer stores them."""
+
+    def __init__(self, source: informer.Informer[NodeImage]) -> None:
+        self.informer = source
+
+    def get(self, name: str) -> NodeImage | None:
+        """The cached NodeImage called `name`, or None."""
+        return self.informer.store.get(name)
+
+    def all(self) -> list[NodeImage]:
+        """Every cached NodeImage."""
+        return self.informer.store.list()
+
+
 class ClusterView:
     """The typed stores the controllers and servicers read."""
 
     def __init__(
         self,
         *,
-        jobs: informer.Informer,
-        list_jobs: informer.Informer,
-        node_images: informer.Informer,
-        pods: informer.Informer,
+        jobs: informer.Informer[objects.RawObject],
+        list_jobs: informer.Informer[objects.RawObject],
+        node_images: informer.Informer[NodeImage],
+        pods: informer.Informer[objects.RawObject],
     ) -> None:
         self.jobs: TypedStore[ImagePullJob] = TypedStore(jobs, ImagePullJob.from_dict)
         self.list_jobs: TypedStore[ImageListPullJob] = TypedStore(list_jobs, ImageListPullJob.from_dict)
-        self.node_images: TypedStore[NodeImage] = TypedStore(node_images, NodeImage.from_dict)
+        self.node_images = NodeImageCache(node_images)
         self.pods = pods
 
     @property
-    def informers(self) -> tuple[informer.Informer, ...]:
+    def informers(self) -> tuple[informer.Informer[Any], ...]:
         """All informers, to start, wait for and stop together."""
         return (self.jobs.informer, self.list_jobs.informer, self.node_images.informer, self.pods)
 

@@ -40,7 +40,7 @@ class ConditionStatus(enum.StrEnum):
     UNKNOWN = "Unknown"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Condition(wire.WireObject):
     """metav1.Condition. `type`, `status`, `lastTransitionTime`, `reason` and `message` are required by its schema.
 

@@ -28,7 +28,7 @@ class ImageListPullJobSpec(ImagePullJobTemplate):
         return ImagePullJobSpec.from_template(self, image=image)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class FailedImageStatus(wire.WireObject):
     """One child job with failed nodes: which child, which image, and where to look."""
 
@@ -37,7 +37,7 @@ class FailedImageStatus(wire.WireObject):
     message: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageListPullJobStatus(wire.WireObject):
     """Counters over the child jobs (upstream §1.4), plus our `observedGeneration` and `conditions`."""
 
@@ -52,7 +52,7 @@ class ImageListPullJobStatus(wire.WireObject):
     conditions: tuple[Condition, ...] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageListPullJob(wire.WireObject):
     """A whole ImageListPullJob object as the apiserver returns it. `status` is None until first written."""
 

@@ -46,7 +46,7 @@ class CompletionPolicyType(enum.StrEnum):
     NEVER = "Never"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PullPolicy(wire.WireObject):
     """Per-node pull attempt limits; unset fields mean upstream's defaults (600 s, 3 retries)."""
 
@@ -54,7 +54,7 @@ class PullPolicy(wire.WireObject):
     backoff_limit: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CompletionPolicy(wire.WireObject):
     """When the job ends. Deadline and TTL apply to `Always` jobs only (validation rejects them on `Never`)."""
 
@@ -70,7 +70,7 @@ class NodeSelector(LabelSelector):
     names: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImagePullJobTemplate(wire.WireObject):
     """Everything an ImagePullJob spec holds besides the image; also the template of ImageListPullJob.
 
@@ -114,7 +114,7 @@ def _template_values(template: ImagePullJobTemplate) -> dict[str, Any]:
     return {f.name: getattr(template, f.name) for f in dataclasses.fields(ImagePullJobTemplate)}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class NodeFailure(wire.WireObject):
     """Why one node failed the job (our addition, design §5: no empty failure reasons anywhere).
 
@@ -126,7 +126,7 @@ class NodeFailure(wire.WireObject):
     message: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImagePullJobStatus(wire.WireObject):
     """Counters over the targeted nodes (upstream §1.3), plus our `nodeFailures`, `observedGeneration` and
     `conditions`.
@@ -148,7 +148,7 @@ class ImagePullJobStatus(wire.WireObject):
     conditions: tuple[Condition, ...] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImagePullJob(wire.WireObject):
     """A whole ImagePullJob object as the apiserver returns it. `status` is None until first written."""
 

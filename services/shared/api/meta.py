@@ -16,7 +16,7 @@ from services.shared.api import wire
 __all__ = ["ObjectMeta", "ObjectReference", "OwnerReference"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class OwnerReference(wire.WireObject):
     """metav1.OwnerReference: makes the garbage collector delete an object with its owner."""
 
@@ -28,7 +28,7 @@ class OwnerReference(wire.WireObject):
     block_owner_deletion: bool | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ObjectMeta(wire.WireObject):
     """metav1.ObjectMeta, limited to what the services use."""
 
@@ -47,7 +47,7 @@ class ObjectMeta(wire.WireObject):
     finalizers: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ObjectReference(wire.WireObject):
     """core/v1 ObjectReference: how a NodeImage tag entry names the jobs that own it.
 

@@ -53,7 +53,7 @@ class ImagePullPhase(enum.StrEnum):
     FAILED = "Failed"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ReferenceObject(wire.WireObject):
     """A pull secret reference `<namespace>/<name>`; the secret's contents never appear in a NodeImage.
 
@@ -65,7 +65,7 @@ class ReferenceObject(wire.WireObject):
     mode: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageTagPullPolicy(wire.WireObject):
     """Limits for pulling one tag entry, derived from its owning jobs (upstream §2.6, design §5)."""
 
@@ -75,7 +75,7 @@ class ImageTagPullPolicy(wire.WireObject):
     active_deadline_seconds: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TraceContext(wire.WireObject):
     """The trace of one owning job, in W3C Trace Context form (`traceparent`, optional `tracestate`)."""
 
@@ -84,7 +84,7 @@ class TraceContext(wire.WireObject):
     tracestate: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageTagSpec(wire.WireObject):
     """One tag (or `sha256:` digest) of an image that this node should pull.
 
@@ -101,7 +101,7 @@ class ImageTagSpec(wire.WireObject):
     trace_contexts: tuple[TraceContext, ...] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageSpec(wire.WireObject):
     """All requested tags of one image, with the pull secrets and sandbox config they share."""
 
@@ -110,14 +110,14 @@ class ImageSpec(wire.WireObject):
     sandbox_config: SandboxConfig | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class NodeImageSpec(wire.WireObject):
     """Images keyed by familiar name; None when the node has been asked for nothing yet."""
 
     images: Mapping[str, ImageSpec] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageTagStatus(wire.WireObject):
     """How pulling one tag (at `version`) went on this node. `image_id` is `<name>@<runtime image id>`."""
 
@@ -133,14 +133,14 @@ class ImageTagStatus(wire.WireObject):
     total_bytes: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ImageStatus(wire.WireObject):
     """Status entries of one image, sorted by tag."""
 
     tags: tuple[ImageTagStatus, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SyncStatus(wire.WireObject):
     """Upstream's `firstSyncStatus`: declared but never written by any component; kept for compatibility."""
 
@@ -149,7 +149,7 @@ class SyncStatus(wire.WireObject):
     message: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class NodeImageStatus(wire.WireObject):
     """Per-tag statuses and counts by phase. The counters are always written, as upstream's Go type does."""
 
@@ -163,7 +163,7 @@ class NodeImageStatus(wire.WireObject):
     observed_generation: int = 0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class NodeImage(wire.WireObject):
     """A whole NodeImage object. `spec` is always written (`{}` when empty); `status` is None until written."""
 

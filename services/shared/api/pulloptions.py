@@ -26,7 +26,7 @@ class ImagePullPolicy(enum.StrEnum):
     IF_NOT_PRESENT = "IfNotPresent"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SandboxConfig(wire.WireObject):
     """Labels and annotations passed as the PodSandboxConfig of the CRI PullImage call.
 

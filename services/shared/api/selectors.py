@@ -15,7 +15,7 @@ from services.shared.api import wire
 __all__ = ["LabelSelector", "LabelSelectorRequirement"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LabelSelectorRequirement(wire.WireObject):
     """One `matchExpressions` entry: `key` `operator` (In, NotIn, Exists, DoesNotExist) `values`."""
 
@@ -24,7 +24,7 @@ class LabelSelectorRequirement(wire.WireObject):
     values: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LabelSelector(wire.WireObject):
     """A label query; both parts must match (AND). Inlined into larger selectors by subclassing."""
 

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Self, TypeVar
@@ -81,7 +83,7 @@ class WireField:
     omit_empty: bool
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class WireObject:
     """Base of every API type: JSON conversion plus the unmodelled keys of this level."""
 
@@ -95,7 +97,10 @@ class WireObject:
         Raises:
             InvalidObjectError: a required field is missing or a value has the wrong type.
         """
-        return _decode_object(cls, data, path="")
+        try:
+            return _decode_object(cls, data)
+        except _DecodeError as invalid:
+            raise InvalidObjectError(invalid.where.removeprefix("."), invalid.problem) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object for this value, with `extra` keys merged back in."""
@@ -132,25 +137,6 @@ def _camel_case(attribute: str) -> str:
     return first + "".join(word.capitalize() for word in rest)
 
 
-def _decode_object(cls: type[_T], data: Any, path: str) -> _T:
-    """Build `cls` from a JSON object; unknown keys go to `extra`."""
-    if not isinstance(data, Mapping):
-        raise InvalidObjectError(path, f"expected an object, got {_json_type(data)}")
-    values: dict[str, Any] = {}
-    known: set[str] = set()
-    for wire_field in wire_fields(cls):
-        known.add(wire_field.json_name)
-        raw = data.get(wire_field.json_name)
-        field_path = f"{path}.{wire_field.json_name}" if path else wire_field.json_name
-        if raw is None:
-            if wire_field.required:
-                raise InvalidObjectError(field_path, "required field is missing")
-            continue
-        values[wire_field.attribute] = _decode(wire_field.annotation, raw, field_path)
-    extra = {key: copy.deepcopy(value) for key, value in data.items() if key not in known}
-    return cls(**values, extra=extra)
-
-
 def _encode_object(obj: WireObject) -> dict[str, Any]:
     """The JSON object for `obj`: set fields first, then `extra` keys that no field claims."""
     out: dict[str, Any] = {}
@@ -165,65 +151,171 @@ def _encode_object(obj: WireObject) -> dict[str, Any]:
     return out
 
 
-def _decode(annotation: Any, value: Any, path: str) -> Any:
-    """Convert one JSON value to the Python value its annotation asks for."""
+class _DecodeError(Exception):
+    """A decoding failure on its way up: `where` grows a step at each level, so the happy path builds no paths."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(problem)
+        self.where = where
+        self.problem = problem
+
+    def under(self, step: str) -> _DecodeError:
+        """The same failure seen one level up, from where `step` (`.name`, `[0]`, `['key']`) leads down to it."""
+        return _DecodeError(step + self.where, self.problem)
+
+
+_Decoder = Callable[[Any], Any]
+"""Turns one JSON value into its Python value; raises `_DecodeError` with the path below it."""
+
+_DECODERS: dict[Any, _Decoder] = {}
+_PLANS: dict[type[WireObject], tuple[tuple[str, str, bool, _Decoder], ...]] = {}
+_NO_EXTRA: Final[Mapping[str, Any]] = types.MappingProxyType({})
+"""Shared by every decoded object without unmodelled keys: thousands of cached objects need no empty dict each."""
+
+
+def _decoder(annotation: Any) -> _Decoder:
+    """The decoder for an annotation, built once: a NodeImage with hundreds of tags is decoded field by field
+    on every change, and re-reading the annotations each time was most of the cost."""
+    decoder = _DECODERS.get(annotation)
+    if decoder is None:
+        decoder = _build_decoder(annotation)
+        _DECODERS[annotation] = decoder
+    return decoder
+
+
+def _build_decoder(annotation: Any) -> _Decoder:
     origin = typing.get_origin(annotation)
     if annotation is Any:
-        return copy.deepcopy(value)
+        return copy.deepcopy
     if origin in (typing.Union, types.UnionType):
-        return _decode_union(typing.get_args(annotation), value, path)
+        return _union_decoder(typing.get_args(annotation))
     if origin is tuple:
-        return _decode_list(typing.get_args(annotation)[0], value, path)
+        return _list_decoder(typing.get_args(annotation)[0])
     if origin is Mapping:
-        return _decode_map(typing.get_args(annotation)[1], value, path)
+        return _map_decoder(typing.get_args(annotation)[1])
     if annotation is datetime:
-        return _decode_time(value, path)
+        return _decode_time
     if isinstance(annotation, type) and issubclass(annotation, WireObject):
-        return _decode_object(annotation, value, path)
-    if annotation in (str, int, bool):
-        return _check_scalar(annotation, value, path)
-    raise TypeError(f"{path}: annotation {annotation!r} is not supported by the wire codec")
+        return functools.partial(_decode_object, annotation)
+    if annotation is str:
+        return _decode_str
+    if annotation in (int, bool):
+        return functools.partial(_check_scalar, annotation)
+    raise TypeError(f"annotation {annotation!r} is not supported by the wire codec")
 
 
-def _decode_union(members: tuple[Any, ...], value: Any, path: str) -> Any:
+def _decode_object(cls: type[_T], data: Any) -> _T:
+    """Build `cls` from a JSON object; unknown keys go to `extra`."""
+    if not isinstance(data, Mapping):
+        raise _DecodeError("", f"expected an object, got {_json_type(data)}")
+    values: dict[str, Any] = {}
+    for attribute, json_name, required, decode in _plan(cls):
+        raw = data.get(json_name)
+        if raw is None:
+            if required:
+                raise _DecodeError("." + json_name, "required field is missing")
+            continue
+        try:
+            values[attribute] = decode(raw)
+        except _DecodeError as invalid:
+            raise invalid.under("." + json_name) from None
+    if len(values) == len(data):
+        return cls(**values, extra=_NO_EXTRA)
+    known = _known_names(cls)
+    extra = {key: copy.deepcopy(value) for key, value in data.items() if key not in known}
+    return cls(**values, extra=extra or _NO_EXTRA)
+
+
+def _plan(cls: type[WireObject]) -> tuple[tuple[str, str, bool, _Decoder], ...]:
+    """(attribute, JSON name, required, decoder) per field of `cls`, computed once per type."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = tuple((f.attribute, f.json_name, f.required, _decoder(f.annotation)) for f in wire_fields(cls))
+        _PLANS[cls] = plan
+    return plan
+
+
+def _known_names(cls: type[WireObject]) -> frozenset[str]:
+    return frozenset(json_name for _, json_name, _, _ in _plan(cls))
+
+
+def _union_decoder(members: tuple[Any, ...]) -> _Decoder:
     """`X | None` decodes as X; `int | str` (IntOrString) keeps whichever of the two it gets."""
-    if value is None and type(None) in members:
-        return None
     choices = [member for member in members if member is not type(None)]
     if len(choices) == 1:
-        return _decode(choices[0], value, path)
+        return _decoder(choices[0])
     if all(choice in (str, int) for choice in choices):
-        if isinstance(value, str) or _is_int(value):
-            return value
-        raise InvalidObjectError(path, f"expected an integer or a string, got {_json_type(value)}")
-    raise TypeError(f"{path}: union {members!r} is not supported by the wire codec")
+        return _decode_int_or_string
+    raise TypeError(f"union {members!r} is not supported by the wire codec")
 
 
-def _decode_list(item: Any, value: Any, path: str) -> tuple[Any, ...]:
-    if not isinstance(value, list | tuple):
-        raise InvalidObjectError(path, f"expected a list, got {_json_type(value)}")
-    return tuple(_decode(item, element, f"{path}[{index}]") for index, element in enumerate(value))
+def _decode_int_or_string(value: Any) -> Any:
+    if isinstance(value, str) or _is_int(value):
+        return value
+    raise _DecodeError("", f"expected an integer or a string, got {_json_type(value)}")
 
 
-def _decode_map(item: Any, value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidObjectError(path, f"expected an object, got {_json_type(value)}")
-    return {key: _decode(item, element, f"{path}[{key!r}]") for key, element in value.items()}
+def _list_decoder(item: Any) -> _Decoder:
+    decode_item = _decoder(item)
+
+    def decode_list(value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _DecodeError("", f"expected a list, got {_json_type(value)}")
+        decoded = []
+        for index, element in enumerate(value):
+            try:
+                decoded.append(decode_item(element))
+            except _DecodeError as invalid:
+                raise invalid.under(f"[{index}]") from None
+        return tuple(decoded)
+
+    return decode_list
 
 
-def _decode_time(value: Any, path: str) -> datetime:
+def _map_decoder(item: Any) -> _Decoder:
+    decode_item = _decoder(item)
+
+    def decode_map(value: Any) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise _DecodeError("", f"expected an object, got {_json_type(value)}")
+        decoded = {}
+        for key, element in value.items():
+            try:
+                decoded[sys.intern(key) if type(key) is str else key] = decode_item(element)
+            except _DecodeError as invalid:
+                raise invalid.under(f"[{key!r}]") from None
+        return decoded
+
+    return decode_map
+
+
+def _decode_str(value: Any) -> str:
+    """Strings are interned: image names, tags, phases and owners repeat on every node's NodeImage, and a
+    scheduler caching thousands of them keeps one copy of each."""
     if not isinstance(value, str):
-        raise InvalidObjectError(path, f"expected an RFC 3339 timestamp, got {_json_type(value)}")
+        raise _DecodeError("", f"expected {_JSON_TYPE_NAMES[str]}, got {_json_type(value)}")
+    return sys.intern(value) if type(value) is str else value
+
+
+def _decode_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise _DecodeError("", f"expected an RFC 3339 timestamp, got {_json_type(value)}")
     try:
-        return timefmt.parse_time(value)
+        return _parse_time(value)
     except ValueError as error:
-        raise InvalidObjectError(path, str(error)) from error
+        raise _DecodeError("", str(error)) from error
 
 
-def _check_scalar(expected: type, value: Any, path: str) -> Any:
+@functools.lru_cache(maxsize=4096)
+def _parse_time(text: str) -> datetime:
+    """Timestamps repeat (a round started on many nodes in the same second); datetimes are immutable."""
+    return timefmt.parse_time(text)
+
+
+def _check_scalar(expected: type, value: Any) -> Any:
     matches = _is_int(value) if expected is int else isinstance(value, expected)
     if not matches:
-        raise InvalidObjectError(path, f"expected {_JSON_TYPE_NAMES[expected]}, got {_json_type(value)}")
+        raise _DecodeError("", f"expected {_JSON_TYPE_NAMES[expected]}, got {_json_type(value)}")
     return value
 
 

@@ -26,9 +26,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar, cast, overload
 
 from services.shared.kube import backoff, errors, objects, store, watching
 from services.shared.kube.resources import Resource
@@ -36,6 +36,7 @@ from services.shared.kube.resources import Resource
 logger = logging.getLogger(__name__)
 
 RawObject = objects.RawObject
+T = TypeVar("T")
 
 SHORT_WATCH_SECONDS = 1.0
 """A watch that ends sooner than this without any event counts as a failure (client-go does the same)."""
@@ -44,15 +45,15 @@ SHORT_WATCH_SECONDS = 1.0
 class ListerWatcher(Protocol):
     """What an informer needs of the apiserver; `objects.ObjectApi` (hence `kubeapi.KubeApi`) provides it."""
 
-    def list(
+    def list_pages(
         self,
         resource: Resource,
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> objects.ObjectList:
-        """See `objects.ObjectApi.list`."""
+    ) -> Iterator[objects.ObjectList]:
+        """See `objects.ObjectApi.list_pages`."""
         ...
 
     def watch(
@@ -88,18 +89,24 @@ class InformerSettings:
 
 
 @dataclass(frozen=True)
-class Handlers:
-    """Callbacks for changes; any may be None."""
+class Handlers(Generic[T]):
+    """Callbacks for changes, given the stored items; any may be None."""
 
-    on_add: Callable[[RawObject], None] | None = None
-    on_update: Callable[[RawObject, RawObject], None] | None = None
+    on_add: Callable[[T], None] | None = None
+    on_update: Callable[[T, T], None] | None = None
     """Called with (old, new)."""
-    on_delete: Callable[[RawObject], None] | None = None
+    on_delete: Callable[[T], None] | None = None
     """Called with the last state we know: the final object from the watch, or our copy after a re-list."""
 
 
-class Informer:
+class Informer(Generic[T]):
     """Keeps `store` in step with the objects of one resource that match the selectors.
+
+    The store holds what `transform` makes of each object as it arrives (the object's dict itself when
+    there is none), page by page during a list: a controller caching thousands of big objects keeps only
+    its compact form of them, and never every full dict at once. An object the transform refuses
+    (`ValueError`) is logged and left out of the store, as if it did not exist, until a change makes it
+    acceptable; the rest of the cache is unaffected.
 
     Args:
         api: where to list and watch (a `kubeapi.KubeApi`).
@@ -109,7 +116,36 @@ class Informer:
         field_selector: e.g. "metadata.name=node-1" (the puller watches only its own NodeImage).
         settings: timing; defaults when None.
         rng: random source for timeouts and jitter (seed it in tests).
+        transform: what to store of each object (given without `managedFields`); None stores the dict.
     """
+
+    @overload
+    def __init__(
+        self: Informer[RawObject],
+        api: ListerWatcher,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        settings: InformerSettings | None = None,
+        rng: random.Random | None = None,
+        transform: None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        api: ListerWatcher,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        settings: InformerSettings | None = None,
+        rng: random.Random | None = None,
+        transform: Callable[[RawObject], T],
+    ) -> None: ...
 
     def __init__(
         self,
@@ -121,6 +157,7 @@ class Informer:
         field_selector: str | None = None,
         settings: InformerSettings | None = None,
         rng: random.Random | None = None,
+        transform: Callable[[RawObject], T] | None = None,
     ) -> None:
         self._api = api
         self._resource = resource
@@ -132,8 +169,9 @@ class Informer:
         self._backoff = backoff.Backoff(self._settings.backoff, self._rng)
         self._relisted_at_once = False
         """A 410 was answered by listing again without waiting; cleared once a watch makes progress."""
-        self.store = store.Store()
-        self._handlers: list[Handlers] = []
+        self._transform = transform
+        self.store: store.Store[T] = store.Store()
+        self._handlers: list[Handlers[T]] = []
         self._dispatch_lock = threading.RLock()
         self._stream_lock = threading.Lock()
         self._stream: watching.WatchStream | None = None
@@ -150,7 +188,7 @@ class Informer:
         where = f" in {self._namespace}" if self._namespace else ""
         return f"Informer({self._resource.plural}{where}{f' [{selectors}]' if selectors else ''})"
 
-    def add_handlers(self, handlers: Handlers) -> None:
+    def add_handlers(self, handlers: Handlers[T]) -> None:
         """Register callbacks; added after start, they first get on_add for every stored object."""
         with self._dispatch_lock:
             if handlers.on_add is not None:
@@ -222,19 +260,37 @@ class Informer:
         self._stopping.wait(delay)
 
     def _relist(self) -> None:
-        listed = self._api.list(
+        entries: list[store.Entry[T]] = []
+        resource_version = ""
+        for page in self._api.list_pages(
             self._resource,
             namespace=self._namespace,
             label_selector=self._label_selector,
             field_selector=self._field_selector,
-        )
+        ):
+            resource_version = page.resource_version
+            entries.extend(entry for entry in map(self._entry, page.items) if entry is not None)
+            del page
         with self._dispatch_lock:
-            changes = self.store.replace([without_managed_fields(item) for item in listed.items])
+            changes = self.store.replace(entries)
             self._deliver(changes)
-        self.resource_version = listed.resource_version
+        self.resource_version = resource_version
         self.relists += 1
         self._synced.set()
-        logger.debug("%r: listed %d objects at resourceVersion %s", self, len(listed.items), self.resource_version)
+        logger.debug("%r: listed %d objects at resourceVersion %s", self, len(entries), self.resource_version)
+
+    def _entry(self, obj: RawObject) -> store.Entry[T] | None:
+        """What to store of `obj`, or None when the transform refuses it."""
+        without_managed_fields(obj)
+        key = objects.object_key(obj)
+        if self._transform is None:
+            return store.Entry(key, store.resource_version_of(obj), cast(T, obj))
+        try:
+            item = self._transform(obj)
+        except ValueError as error:
+            logger.warning("%r: leaving %s out of the cache: %s", self, key, error)
+            return None
+        return store.Entry(key, store.resource_version_of(obj), item)
 
     def _watch(self) -> None:
         settings = self._settings
@@ -279,19 +335,25 @@ class Informer:
         if event.type == watching.BOOKMARK:
             self.resource_version = event.resource_version or self.resource_version
             return
-        without_managed_fields(event.object)
-        with self._dispatch_lock:
-            if event.type in (watching.ADDED, watching.MODIFIED):
-                old = self.store.upsert(event.object)
-                self._deliver(
-                    store.Changes(added=[event.object]) if old is None else store.Changes(updated=[(old, event.object)])
-                )
-            elif event.type == watching.DELETED:
-                self.store.remove(objects.object_key(event.object))
-                self._deliver(store.Changes(deleted=[event.object]))
-            else:
-                logger.warning("%r: ignoring watch event of unknown type %s", self, event.type)
+        if event.type not in (watching.ADDED, watching.MODIFIED, watching.DELETED):
+            logger.warning("%r: ignoring watch event of unknown type %s", self, event.type)
+        else:
+            self._store_event(event)
         self.resource_version = event.resource_version or self.resource_version
+
+    def _store_event(self, event: watching.WatchEvent) -> None:
+        entry = self._entry(event.object)
+        with self._dispatch_lock:
+            if entry is None or event.type == watching.DELETED:
+                old = self.store.remove(objects.object_key(event.object))
+                gone = entry.item if entry is not None else old
+                if gone is not None:
+                    self._deliver(store.Changes(deleted=[gone]))
+            else:
+                old = self.store.upsert(entry)
+                self._deliver(
+                    store.Changes(added=[entry.item]) if old is None else store.Changes(updated=[(old, entry.item)])
+                )
 
     def _resync(self) -> None:
         interval = self._settings.resync_interval or 0.0
@@ -301,7 +363,7 @@ class Informer:
 
     # --- handlers --------------------------------------------------------------------------------------
 
-    def _deliver(self, changes: store.Changes) -> None:
+    def _deliver(self, changes: store.Changes[T]) -> None:
         for handlers in self._handlers:
             if handlers.on_add is not None:
                 for obj in changes.added:
@@ -313,7 +375,7 @@ class Informer:
                 for obj in changes.deleted:
                     self._call(handlers.on_delete, obj)
 
-    def _call(self, handler: Callable[..., None], *args: RawObject) -> None:
+    def _call(self, handler: Callable[..., None], *args: T) -> None:
         try:
             handler(*args)
         except Exception:

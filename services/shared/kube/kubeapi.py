@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import kubernetes.client
@@ -61,9 +61,32 @@ class KubeApi:
         timeout: float | None = None,
     ) -> objects.ObjectList:
         """See `objects.ObjectApi.list`. Pages share one snapshot; an expired continue token raises `errors.Gone`."""
+        items: list[RawObject] = []
+        resource_version = ""
+        for page in self.list_pages(
+            resource,
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            timeout=timeout,
+        ):
+            items.extend(page.items)
+            resource_version = resource_version or page.resource_version
+        return objects.ObjectList(items=items, resource_version=resource_version)
+
+    def list_pages(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[objects.ObjectList]:
+        """One list, a page at a time, so a caller that keeps a compact form of each object never holds every
+        object's full dict at once. Every page carries the snapshot's resourceVersion (the first page's)."""
         path = resource.path(namespace=namespace)
         selectors = _selectors(label_selector, field_selector)
-        items: list[RawObject] = []
         resource_version = ""
         continue_token = ""
         while True:
@@ -71,12 +94,14 @@ class KubeApi:
             if continue_token:
                 query.append(("continue", continue_token))
             page = self._call("GET", path, query=query, timeout=timeout)
-            items.extend(_with_type(resource, item) for item in page.get("items") or [])
             metadata = page.get("metadata") or {}
             resource_version = resource_version or str(metadata.get("resourceVersion") or "")
             continue_token = str(metadata.get("continue") or "")
+            items = [_with_type(resource, item) for item in page.pop("items", None) or []]
+            yield objects.ObjectList(items=items, resource_version=resource_version)
+            del items  # a page's dicts are not kept alive while the next page is fetched
             if not continue_token:
-                return objects.ObjectList(items=items, resource_version=resource_version)
+                return
 
     def create(
         self, resource: Resource, body: Mapping[str, Any], *, namespace: str | None = None, timeout: float | None = None

@@ -13,7 +13,7 @@ refuses the patch with 409 Conflict if the object changed since it was read, whi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,6 +56,18 @@ class ObjectApi(Protocol):
         timeout: float | None = None,
     ) -> ObjectList:
         """Read every matching object (all pages) and the list's resourceVersion."""
+        ...
+
+    def list_pages(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[ObjectList]:
+        """The same list a page at a time; every page carries the snapshot's resourceVersion."""
         ...
 
     def create(

@@ -12,18 +12,19 @@ NodeImage's next write will carry, before any event for it exists; the test then
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from localcluster.process import wait_until
-from services.scheduler.app import SchedulerApp
 from services.scheduler.dispatcher import node_image_key
-from services.shared.kube import objects, patching, resources
+from services.shared.kube import patching, resources
 from tests.integration.scheduler import helpers
-from tests.integration.scheduler.conftest import SchedulerFactory
 
+if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
+    from tests.support.scheduler_harness import SchedulerHarness
+
+pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 IMAGE, TAG = "busybox", "1.36"
@@ -31,41 +32,21 @@ REQUEUE = 600.0
 """The fallback requeue: far longer than any wait below, so a job woken at all was woken by the event."""
 
 
-def _reconciled_and_quiet(app: SchedulerApp, key: str, *, at_least: int, quiet: float = 2.0) -> None:
-    """Wait until `key` was reconciled `at_least` times and nothing was reconciled for `quiet` seconds."""
-    last = Counter(app.job_reconciler.reconcile_counts)
-    stable_since = time.monotonic()
-
-    def settled() -> bool:
-        nonlocal last, stable_since
-        now = Counter(app.job_reconciler.reconcile_counts)
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        return now[key] >= at_least and time.monotonic() - stable_since >= quiet
-
-    wait_until(settled, timeout=120, interval=0.2, what=f"{key} to be reconciled and the scheduler to go quiet")
-
-
-def test_a_job_waiting_for_another_jobs_write_is_woken_by_its_event(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    node = node_images(labels=test_label)
-    app = scheduler_factory(nodeimage_expectation_requeue_seconds=REQUEUE, expectation_timeout_seconds=REQUEUE)
-    wait_until(lambda: app.view.node_images.raw(node) is not None, timeout=60, what="the NodeImage in the cache")
+def test_a_job_waiting_for_another_jobs_write_is_woken_by_its_event(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    node = harness.node()
+    app = harness.start(nodeimage_expectation_requeue_seconds=REQUEUE, expectation_timeout_seconds=REQUEUE)
+    wait_until(lambda: app.view.node_images.get(node) is not None, timeout=60, what="the NodeImage in the cache")
     stored = kube.get(resources.NODE_IMAGES, node)
     next_version = int(stored["metadata"]["resourceVersion"]) + 1
     app.expectations.expect(node_image_key(node), str(next_version), "elsewhere/other-job", time.monotonic())
 
-    helpers.create_job(
-        kube, kube_namespace, "waits", {"image": f"{IMAGE}:{TAG}", "selector": {"matchLabels": test_label}}
-    )
-    key = f"{kube_namespace}/waits"
+    harness.create_job("waits", {"image": f"{IMAGE}:{TAG}", "selector": harness.selector})
+    key = f"{harness.namespace}/waits"
     # First reconcile: finalizer and trace context; second (its own write's event): held back by the write.
-    _reconciled_and_quiet(app, key, at_least=2)
+    harness.wait_until_quiet(
+        app, until=lambda counts: counts[key] >= 2, what=f"{key} to be reconciled and the scheduler to go quiet"
+    )
     assert helpers.tag_entry(kube, node, IMAGE, TAG) is None
 
     # The other job's write lands (a change of another image in real life; an unrelated label here: neither

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,26 +11,22 @@ from localcluster.process import wait_until
 from services.shared.api import constants
 from services.shared.kube import objects, resources
 from tests.integration.scheduler import helpers
-from tests.integration.scheduler.conftest import SchedulerFactory
 
+if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
+    from tests.support.scheduler_harness import SchedulerHarness
+
+pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 IMAGE, TAG = "nginx", "1.25"
 TIMEOUT = helpers.TIMEOUT
 
 
-def test_parallelism_is_never_exceeded_and_the_job_completes_with_counts(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    nodes = sorted(node_images(labels=test_label) for _ in range(5))
-    scheduler_factory()
-    helpers.create_job(
-        kube, kube_namespace, "j", {"image": "nginx:1.25", "parallelism": 2, "selector": {"matchLabels": test_label}}
-    )
+def test_parallelism_is_never_exceeded_and_the_job_completes_with_counts(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    nodes = harness.nodes(5)
+    harness.start()
+    harness.create_job("j", {"image": "nginx:1.25", "parallelism": 2, "selector": harness.selector})
     finished: list[str] = []
     max_seen = 0
     while len(finished) < len(nodes):
@@ -55,12 +51,8 @@ def test_parallelism_is_never_exceeded_and_the_job_completes_with_counts(
     assert max_seen == 2
     assert finished[:2] == nodes[:2] or sorted(finished[:2]) == nodes[:2]  # taken in name order
 
-    wait_until(
-        lambda: bool(helpers.job_status(kube, kube_namespace, "j").get("completionTime")),
-        timeout=TIMEOUT,
-        what="job completion",
-    )
-    job = helpers.get_job(kube, kube_namespace, "j")
+    harness.wait_job_completed("j", what="job completion")
+    job = harness.job("j")
     status = job["status"]
     assert (status["desired"], status["succeeded"], status["failed"], status["active"]) == (5, 4, 1, 0)
     assert status["failedNodes"] == [nodes[-1]]
@@ -71,10 +63,7 @@ def test_parallelism_is_never_exceeded_and_the_job_completes_with_counts(
     assert conditions == {"Complete": "True", "Failed": "True", "Progressing": "False"}
     assert constants.ANNOTATION_TRACE_CONTEXT in job["metadata"]["annotations"]
     wait_until(
-        lambda: (
-            constants.JOB_FINALIZER
-            not in (helpers.get_job(kube, kube_namespace, "j")["metadata"].get("finalizers") or ())
-        ),
+        lambda: constants.JOB_FINALIZER not in (harness.job("j")["metadata"].get("finalizers") or ()),
         timeout=TIMEOUT,
         what="finalizer removed after completion",
     )
@@ -85,54 +74,35 @@ def test_parallelism_is_never_exceeded_and_the_job_completes_with_counts(
     assert entry["pullPolicy"]["timeoutSeconds"] == 600
 
 
-def test_always_job_matching_nothing_completes_at_once_and_ttl_deletes_it(
-    kube: objects.ObjectApi, kube_namespace: str, scheduler_factory: SchedulerFactory, test_label: dict[str, str]
-) -> None:
-    scheduler_factory()
-    helpers.create_job(
-        kube,
-        kube_namespace,
+def test_always_job_matching_nothing_completes_at_once_and_ttl_deletes_it(harness: SchedulerHarness) -> None:
+    harness.start()
+    harness.create_job(
         "empty",
         {
             "image": "nginx:1.25",
-            "selector": {"matchLabels": test_label},
+            "selector": harness.selector,
             "completionPolicy": {"ttlSecondsAfterFinished": 2},
         },
     )
-    wait_until(
-        lambda: not kube.list(resources.IMAGE_PULL_JOBS, namespace=kube_namespace).items,
-        timeout=TIMEOUT,
-        what="job deleted by its TTL",
-    )
+    harness.wait_none_left(resources.IMAGE_PULL_JOBS, what="job deleted by its TTL")
 
 
-def test_deadline_fails_pulling_and_unsynced_nodes(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    nodes = sorted(node_images(labels=test_label) for _ in range(3))
-    scheduler_factory()
-    helpers.create_job(
-        kube,
-        kube_namespace,
+def test_deadline_fails_pulling_and_unsynced_nodes(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    nodes = harness.nodes(3)
+    harness.start()
+    harness.create_job(
         "d",
         {
             "image": "nginx:1.25",
-            "selector": {"matchLabels": test_label},
+            "selector": harness.selector,
             "pullPolicy": {"timeoutSeconds": 1},
             "completionPolicy": {"activeDeadlineSeconds": 4},
         },
     )
     wait_until(lambda: helpers.is_active(kube, nodes[0], IMAGE, TAG), timeout=TIMEOUT, what="first node started")
-    wait_until(
-        lambda: bool(helpers.job_status(kube, kube_namespace, "d").get("completionTime")),
-        timeout=TIMEOUT,
-        what="deadline",
-    )
-    status = helpers.job_status(kube, kube_namespace, "d")
+    harness.wait_job_completed("d", what="deadline")
+    status = harness.job_status("d")
     assert status["message"] == "job exceeds activeDeadlineSeconds"
     assert (status["desired"], status["succeeded"], status["failed"], status["active"]) == (3, 0, 3, 0)
     assert sorted(status["failedNodes"]) == nodes
@@ -140,36 +110,25 @@ def test_deadline_fails_pulling_and_unsynced_nodes(
     assert helpers.tag_entry(kube, nodes[1], IMAGE, TAG) is None  # never started
 
 
-def test_never_job_serves_a_node_added_later_and_repulls_after_the_tag_expires(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    first = node_images(labels=test_label)
-    scheduler_factory()
-    helpers.create_job(
-        kube,
-        kube_namespace,
+def test_never_job_serves_a_node_added_later_and_repulls_after_the_tag_expires(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    first = harness.node()
+    harness.start()
+    harness.create_job(
         "n",
-        {"image": "nginx:1.25", "selector": {"matchLabels": test_label}, "completionPolicy": {"type": "Never"}},
+        {"image": "nginx:1.25", "selector": harness.selector, "completionPolicy": {"type": "Never"}},
     )
     wait_until(lambda: helpers.tag_entry(kube, first, IMAGE, TAG) is not None, timeout=TIMEOUT, what="first node")
     entry = helpers.tag_entry(kube, first, IMAGE, TAG)
     assert entry is not None
     assert 86400 - 600 <= entry["pullPolicy"]["ttlSecondsAfterFinished"] < 86400 + 600
     helpers.report(kube, first, IMAGE, TAG, "Succeeded")
-    wait_until(
-        lambda: helpers.job_status(kube, kube_namespace, "n").get("succeeded") == 1, timeout=TIMEOUT, what="counted"
-    )
-    later = node_images(labels=test_label)
+    wait_until(lambda: harness.job_status("n").get("succeeded") == 1, timeout=TIMEOUT, what="counted")
+    later = harness.node()
     wait_until(lambda: helpers.tag_entry(kube, later, IMAGE, TAG) is not None, timeout=TIMEOUT, what="new node")
     helpers.report(kube, later, IMAGE, TAG, "Succeeded")
-    wait_until(
-        lambda: helpers.job_status(kube, kube_namespace, "n").get("succeeded") == 2, timeout=TIMEOUT, what="both"
-    )
-    status = helpers.job_status(kube, kube_namespace, "n")
+    wait_until(lambda: harness.job_status("n").get("succeeded") == 2, timeout=TIMEOUT, what="both")
+    status = harness.job_status("n")
     assert status.get("completionTime") is None
     assert status["message"] == "job is running, progress 100.0%"
 
@@ -179,90 +138,61 @@ def test_never_job_serves_a_node_added_later_and_repulls_after_the_tag_expires(
     assert again is not None and again["version"] == 1  # old status version 0 + 1: the node pulls again
 
 
-def test_pod_selector_follows_a_pod_to_another_node(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-) -> None:
-    first, second = node_images(), node_images()
-    scheduler_factory()
-    _create_pod(kube, kube_namespace, "web-1", first, {"app": "web"})
-    helpers.create_job(
-        kube, kube_namespace, "p", {"image": "nginx:1.25", "podSelector": {"matchLabels": {"app": "web"}}}
-    )
+def test_pod_selector_follows_a_pod_to_another_node(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    first, second = harness.node(labelled=False), harness.node(labelled=False)
+    harness.start()
+    _create_pod(kube, harness.namespace, "web-1", first, {"app": "web"})
+    harness.create_job("p", {"image": "nginx:1.25", "podSelector": {"matchLabels": {"app": "web"}}})
     wait_until(lambda: helpers.tag_entry(kube, first, IMAGE, TAG) is not None, timeout=TIMEOUT, what="first node")
-    _create_pod(kube, kube_namespace, "web-2", second, {"app": "web"})
-    wait_until(
-        lambda: helpers.job_status(kube, kube_namespace, "p").get("desired") == 2, timeout=TIMEOUT, what="2 targets"
-    )
+    _create_pod(kube, harness.namespace, "web-2", second, {"app": "web"})
+    wait_until(lambda: harness.job_status("p").get("desired") == 2, timeout=TIMEOUT, what="2 targets")
     assert helpers.tag_entry(kube, second, IMAGE, TAG) is None  # parallelism 1: waits for the first node
-    kube.delete(resources.PODS, "web-1", namespace=kube_namespace)
+    kube.delete(resources.PODS, "web-1", namespace=harness.namespace)
     wait_until(lambda: helpers.tag_entry(kube, second, IMAGE, TAG) is not None, timeout=TIMEOUT, what="second node")
     wait_until(
-        lambda: (
-            helpers.job_status(kube, kube_namespace, "p").get("desired") == 1
-            and helpers.job_status(kube, kube_namespace, "p").get("active") == 1
-        ),
+        lambda: harness.job_status("p").get("desired") == 1 and harness.job_status("p").get("active") == 1,
         timeout=TIMEOUT,
         what="job follows the pod",
     )
 
 
-def test_finished_job_is_frozen(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    node = node_images(labels=test_label)
-    app = scheduler_factory()
-    helpers.create_job(kube, kube_namespace, "f", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+def test_finished_job_is_frozen(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    node = harness.node()
+    app = harness.start()
+    harness.create_job("f", {"image": "nginx:1.25", "selector": harness.selector})
     wait_until(lambda: helpers.tag_entry(kube, node, IMAGE, TAG) is not None, timeout=TIMEOUT, what="started")
     helpers.report(kube, node, IMAGE, TAG, "Succeeded")
+    harness.wait_job_completed("f", what="completion")
+    frozen = harness.job_status("f")
+    later = harness.node()
+    job = harness.job("f")
+    before = app.job_reconciler.reconcile_counts[f"{harness.namespace}/f"]
+    kube.patch(resources.IMAGE_PULL_JOBS, "f", {"spec": {"parallelism": 5}}, namespace=harness.namespace)
     wait_until(
-        lambda: bool(helpers.job_status(kube, kube_namespace, "f").get("completionTime")),
-        timeout=TIMEOUT,
-        what="completion",
-    )
-    frozen = helpers.job_status(kube, kube_namespace, "f")
-    later = node_images(labels=test_label)
-    job = helpers.get_job(kube, kube_namespace, "f")
-    before = app.job_reconciler.reconcile_counts[f"{kube_namespace}/f"]
-    kube.patch(resources.IMAGE_PULL_JOBS, "f", {"spec": {"parallelism": 5}}, namespace=kube_namespace)
-    wait_until(
-        lambda: app.job_reconciler.reconcile_counts[f"{kube_namespace}/f"] > before,
+        lambda: app.job_reconciler.reconcile_counts[f"{harness.namespace}/f"] > before,
         timeout=TIMEOUT,
         what="the edit to be seen",
     )
     assert helpers.tag_entry(kube, later, IMAGE, TAG) is None
-    assert helpers.job_status(kube, kube_namespace, "f") == frozen
-    assert helpers.get_job(kube, kube_namespace, "f")["metadata"]["generation"] == job["metadata"]["generation"] + 1
+    assert harness.job_status("f") == frozen
+    assert harness.job("f")["metadata"]["generation"] == job["metadata"]["generation"] + 1
 
 
-def test_scheduler_restart_mid_job_still_completes(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    nodes = sorted(node_images(labels=test_label) for _ in range(2))
-    first = scheduler_factory()
-    helpers.create_job(kube, kube_namespace, "r", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+def test_scheduler_restart_mid_job_still_completes(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    nodes = harness.nodes(2)
+    first = harness.start()
+    harness.create_job("r", {"image": "nginx:1.25", "selector": harness.selector})
     wait_until(lambda: helpers.is_active(kube, nodes[0], IMAGE, TAG), timeout=TIMEOUT, what="first node")
     first.stop()
     helpers.report(kube, nodes[0], IMAGE, TAG, "Succeeded")
-    scheduler_factory()
+    harness.start()
     wait_until(lambda: helpers.is_active(kube, nodes[1], IMAGE, TAG), timeout=TIMEOUT, what="second node")
     helpers.report(kube, nodes[1], IMAGE, TAG, "Succeeded")
-    wait_until(
-        lambda: bool(helpers.job_status(kube, kube_namespace, "r").get("completionTime")),
-        timeout=TIMEOUT,
-        what="completion after restart",
-    )
-    status = helpers.job_status(kube, kube_namespace, "r")
+    harness.wait_job_completed("r", what="completion after restart")
+    status = harness.job_status("r")
     assert (status["desired"], status["succeeded"], status["failed"]) == (2, 2, 0)
 
 
@@ -277,21 +207,16 @@ def _create_pod(kube: objects.ObjectApi, namespace: str, name: str, node: str, l
 
 
 def test_second_job_joining_a_tag_bumps_the_version_and_its_pull_policy_reaches_the_tag(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
+    harness: SchedulerHarness,
 ) -> None:
-    node = node_images(labels=test_label)
-    scheduler_factory()
-    selector = {"matchLabels": test_label}
-    helpers.create_job(kube, kube_namespace, "one", {"image": "nginx:1.25", "selector": selector})
+    kube = harness.kube
+    node = harness.node()
+    harness.start()
+    selector = harness.selector
+    harness.create_job("one", {"image": "nginx:1.25", "selector": selector})
     wait_until(lambda: helpers.tag_entry(kube, node, IMAGE, TAG) is not None, timeout=TIMEOUT, what="first job")
     helpers.report(kube, node, IMAGE, TAG, "Succeeded")
-    helpers.create_job(
-        kube,
-        kube_namespace,
+    harness.create_job(
         "two",
         {"image": "docker.io/library/nginx:1.25", "selector": selector, "pullPolicy": {"timeoutSeconds": 900}},
     )
@@ -307,89 +232,63 @@ def test_second_job_joining_a_tag_bumps_the_version_and_its_pull_policy_reaches_
     assert entry["pullPolicy"]["timeoutSeconds"] == 900  # the most generous owner's (design §5)
     assert {t["uid"] for t in entry["traceContexts"]} == {o["uid"] for o in entry["ownerReferences"]}
     # The first job's Succeeded was for version 0: it counts as active again until the node reports version 1.
-    wait_until(
-        lambda: helpers.job_status(kube, kube_namespace, "two").get("active") == 1, timeout=TIMEOUT, what="two active"
-    )
+    wait_until(lambda: harness.job_status("two").get("active") == 1, timeout=TIMEOUT, what="two active")
     helpers.report(kube, node, IMAGE, TAG, "Succeeded")
-    wait_until(
-        lambda: bool(helpers.job_status(kube, kube_namespace, "two").get("completionTime")),
-        timeout=TIMEOUT,
-        what="second job completes",
-    )
+    harness.wait_job_completed("two", what="second job completes")
 
 
-def test_missing_pull_secret_and_deadline_are_reported_as_events(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    node_images(labels=test_label)
-    scheduler_factory()
-    helpers.create_job(
-        kube,
-        kube_namespace,
+def test_missing_pull_secret_and_deadline_are_reported_as_events(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    harness.node()
+    harness.start()
+    harness.create_job(
         "s",
         {
             "image": "nginx:1.25",
             "pullSecrets": ["absent"],
-            "selector": {"matchLabels": test_label},
+            "selector": harness.selector,
             "pullPolicy": {"timeoutSeconds": 1},
             "completionPolicy": {"activeDeadlineSeconds": 2},
         },
     )
 
     def reasons() -> set[str]:
-        items = kube.list(resources.EVENTS, namespace=kube_namespace).items
+        items = kube.list(resources.EVENTS, namespace=harness.namespace).items
         return {e.get("reason", "") for e in items if e.get("involvedObject", {}).get("name") == "s"}
 
     wait_until(lambda: {"PullSecretNotFound", "DeadlineExceeded"} <= reasons(), timeout=TIMEOUT, what="events")
-    messages = [e.get("message", "") for e in kube.list(resources.EVENTS, namespace=kube_namespace).items]
-    assert any(f"{kube_namespace}/absent does not exist" in m for m in messages)
+    messages = [e.get("message", "") for e in kube.list(resources.EVENTS, namespace=harness.namespace).items]
+    assert any(f"{harness.namespace}/absent does not exist" in m for m in messages)
 
 
 def test_apiserver_restart_mid_job_still_completes_with_correct_counts(
-    control_plane: ControlPlane,
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
+    control_plane: ControlPlane, harness: SchedulerHarness
 ) -> None:
-    nodes = sorted(node_images(labels=test_label) for _ in range(3))
-    scheduler_factory()
-    helpers.create_job(kube, kube_namespace, "a", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+    kube = harness.kube
+    nodes = harness.nodes(3)
+    harness.start()
+    harness.create_job("a", {"image": "nginx:1.25", "selector": harness.selector})
     wait_until(lambda: helpers.is_active(kube, nodes[0], IMAGE, TAG), timeout=TIMEOUT, what="first node")
     control_plane.restart_apiserver()
     for node in nodes:
         wait_until(lambda n=node: helpers.is_active(kube, n, IMAGE, TAG), timeout=120, what=f"{node} started")  # type: ignore[misc]
         helpers.report(kube, node, IMAGE, TAG, "Succeeded")
-    wait_until(
-        lambda: bool(helpers.job_status(kube, kube_namespace, "a").get("completionTime")),
-        timeout=120,
-        what="completion after the apiserver restart",
-    )
-    status = helpers.job_status(kube, kube_namespace, "a")
+    harness.wait_job_completed("a", what="completion after the apiserver restart", timeout=120)
+    status = harness.job_status("a")
     assert (status["desired"], status["succeeded"], status["failed"], status["active"]) == (3, 3, 0, 0)
 
 
-def test_edited_pull_policy_reaches_a_started_node_without_a_new_round(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    node = node_images(labels=test_label)
-    scheduler_factory()
-    helpers.create_job(kube, kube_namespace, "e", {"image": "nginx:1.25", "selector": {"matchLabels": test_label}})
+def test_edited_pull_policy_reaches_a_started_node_without_a_new_round(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    node = harness.node()
+    harness.start()
+    harness.create_job("e", {"image": "nginx:1.25", "selector": harness.selector})
     wait_until(lambda: helpers.tag_entry(kube, node, IMAGE, TAG) is not None, timeout=TIMEOUT, what="started")
     kube.patch(
         resources.IMAGE_PULL_JOBS,
         "e",
         {"spec": {"pullPolicy": {"timeoutSeconds": 1200, "backoffLimit": 5}}},
-        namespace=kube_namespace,
+        namespace=harness.namespace,
     )
 
     def updated() -> bool:
@@ -403,52 +302,38 @@ def test_edited_pull_policy_reaches_a_started_node_without_a_new_round(
     assert entry.get("version", 0) == 0  # no new pull round (0 is omitted, as Go omits it)
 
 
-def test_nodes_join_by_label_and_leave_by_deletion_mid_job(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    first = node_images(labels=test_label)
-    unlabelled = node_images()
-    leaving = node_images(labels=test_label)
-    scheduler_factory()
-    helpers.create_job(
-        kube,
-        kube_namespace,
+def test_nodes_join_by_label_and_leave_by_deletion_mid_job(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    first = harness.node()
+    unlabelled = harness.node(labelled=False)
+    leaving = harness.node()
+    harness.start()
+    harness.create_job(
         "m",
-        {"image": "nginx:1.25", "parallelism": 0, "selector": {"matchLabels": test_label}},  # paused: nothing starts
+        {"image": "nginx:1.25", "parallelism": 0, "selector": harness.selector},  # paused: nothing starts
     )
-    wait_until(lambda: helpers.job_status(kube, kube_namespace, "m").get("desired") == 2, timeout=TIMEOUT, what="2")
+    wait_until(lambda: harness.job_status("m").get("desired") == 2, timeout=TIMEOUT, what="2")
     assert helpers.tag_entry(kube, first, IMAGE, TAG) is None  # parallelism 0 pauses the job
-    kube.patch(resources.NODE_IMAGES, unlabelled, {"metadata": {"labels": test_label}})
-    wait_until(lambda: helpers.job_status(kube, kube_namespace, "m").get("desired") == 3, timeout=TIMEOUT, what="3")
+    kube.patch(resources.NODE_IMAGES, unlabelled, {"metadata": {"labels": harness.label}})
+    wait_until(lambda: harness.job_status("m").get("desired") == 3, timeout=TIMEOUT, what="3")
     kube.delete(resources.NODE_IMAGES, leaving)
-    wait_until(lambda: helpers.job_status(kube, kube_namespace, "m").get("desired") == 2, timeout=TIMEOUT, what="2")
-    kube.patch(resources.IMAGE_PULL_JOBS, "m", {"spec": {"parallelism": 5}}, namespace=kube_namespace)
+    wait_until(lambda: harness.job_status("m").get("desired") == 2, timeout=TIMEOUT, what="2")
+    kube.patch(resources.IMAGE_PULL_JOBS, "m", {"spec": {"parallelism": 5}}, namespace=harness.namespace)
     for node in (first, unlabelled):
         wait_until(lambda n=node: helpers.tag_entry(kube, n, IMAGE, TAG) is not None, timeout=TIMEOUT, what=node)  # type: ignore[misc]
         helpers.report(kube, node, IMAGE, TAG, "Succeeded")
-    wait_until(
-        lambda: bool(helpers.job_status(kube, kube_namespace, "m").get("completionTime")), timeout=TIMEOUT, what="done"
-    )
-    assert helpers.job_status(kube, kube_namespace, "m")["succeeded"] == 2
+    harness.wait_job_completed("m", what="done")
+    assert harness.job_status("m")["succeeded"] == 2
 
 
-def test_cluster_wide_cap_on_pulls_in_flight_holds_across_jobs(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    nodes = sorted(node_images(labels=test_label) for _ in range(2))
-    scheduler_factory(max_pulls_in_flight=1)
+def test_cluster_wide_cap_on_pulls_in_flight_holds_across_jobs(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    nodes = harness.nodes(2)
+    harness.start(max_pulls_in_flight=1)
     images = {"a": ("nginx", "1.25"), "b": ("busybox", "1.36")}
     for name, (image, tag) in images.items():
-        spec = {"image": f"{image}:{tag}", "parallelism": 3, "selector": {"matchLabels": test_label}}
-        helpers.create_job(kube, kube_namespace, name, spec)
+        spec = {"image": f"{image}:{tag}", "parallelism": 3, "selector": harness.selector}
+        harness.create_job(name, spec)
     pairs = [(node, image, tag) for node in nodes for image, tag in images.values()]
     done: set[tuple[str, str, str]] = set()
     while len(done) < len(pairs):
@@ -463,8 +348,4 @@ def test_cluster_wide_cap_on_pulls_in_flight_holds_across_jobs(
         helpers.report(kube, *pair, "Succeeded")
         done.add(pair)
     for name in images:
-        wait_until(
-            lambda n=name: bool(helpers.job_status(kube, kube_namespace, n).get("completionTime")),  # type: ignore[misc]
-            timeout=TIMEOUT,
-            what=f"job {name} completes",
-        )
+        harness.wait_job_completed(name, what=f"job {name} completes")

@@ -9,18 +9,19 @@ completion) while its children change rapidly; the scheduler must not have one C
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from localcluster.process import wait_until
 from services.scheduler.app import SchedulerApp
-from services.shared.api import constants
-from services.shared.kube import objects, resources
+from services.shared.kube import objects
 from tests.integration.scheduler import helpers
-from tests.integration.scheduler.conftest import SchedulerFactory
 
+if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
+    from tests.support.scheduler_harness import SchedulerHarness
+
+pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 120.0
@@ -37,40 +38,26 @@ def _list_job_conflicts(app: SchedulerApp) -> float:
     return value or 0.0
 
 
-def _status(kube: objects.ObjectApi, namespace: str) -> dict[str, Any]:
-    return dict(kube.get(resources.IMAGE_LIST_PULL_JOBS, LIST_JOB, namespace=namespace).get("status") or {})
-
-
 def _all_started(kube: objects.ObjectApi, nodes: list[str]) -> bool:
     return all(helpers.tag_entry(kube, node, image, tag) is not None for node in nodes for image, tag in IMAGES)
 
 
-def test_a_list_jobs_life_has_no_conflicts_on_the_list_job(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    nodes = [node_images(labels=test_label) for _ in range(2)]
-    app = scheduler_factory()
-    body = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND_IMAGE_LIST_PULL_JOB,
-        "metadata": {"name": LIST_JOB, "namespace": kube_namespace},
-        "spec": {
-            "images": [f"{image}:{tag}" for image, tag in IMAGES],
-            "selector": {"matchLabels": test_label},
-            "parallelism": 2,
-        },
-    }
-    kube.create(resources.IMAGE_LIST_PULL_JOBS, body, namespace=kube_namespace)
+def test_a_list_jobs_life_has_no_conflicts_on_the_list_job(harness: SchedulerHarness) -> None:
+    kube = harness.kube
+    nodes = harness.nodes(2)
+    app = harness.start()
+    harness.create_list_job(
+        LIST_JOB,
+        {"images": [f"{image}:{tag}" for image, tag in IMAGES], "selector": harness.selector, "parallelism": 2},
+    )
     wait_until(lambda: _all_started(kube, nodes), timeout=TIMEOUT, interval=0.2, what="every image started")
     for node in nodes:
         for image, tag in IMAGES:
             helpers.report(kube, node, image, tag, "Succeeded")
-    wait_until(lambda: bool(_status(kube, kube_namespace).get("completionTime")), timeout=TIMEOUT, what="completion")
+    wait_until(
+        lambda: bool(harness.list_job_status(LIST_JOB).get("completionTime")), timeout=TIMEOUT, what="completion"
+    )
 
-    final = _status(kube, kube_namespace)
+    final = harness.list_job_status(LIST_JOB)
     assert (final["desired"], final["completed"], final["succeeded"], final["active"]) == (8, 8, 8, 0)
     assert _list_job_conflicts(app) == 0

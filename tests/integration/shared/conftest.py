@@ -36,7 +36,7 @@ class HandlerLog:
         with self._lock:
             return list(self._events)
 
-    def handlers(self) -> informer.Handlers:
+    def handlers(self) -> informer.Handlers[RawObject]:
         return informer.Handlers(on_add=self._on_add, on_update=self._on_update, on_delete=self._on_delete)
 
     def _on_add(self, obj: RawObject) -> None:

@@ -46,10 +46,10 @@ is genuinely expired there and the apiserver answers a watch from it with a real
 
 
 @pytest.fixture
-def start_informer(kube_api) -> Iterator[Callable[..., informer.Informer]]:
-    started: list[informer.Informer] = []
+def start_informer(kube_api) -> Iterator[Callable[..., informer.Informer[Any]]]:
+    started: list[informer.Informer[Any]] = []
 
-    def start(*, api=None, handlers: informer.Handlers, **kwargs) -> informer.Informer:
+    def start(*, api=None, handlers: informer.Handlers[Any], **kwargs) -> informer.Informer[Any]:
         watcher = informer.Informer(api or kube_api, kwargs.pop("resource", CM), **kwargs)
         watcher.add_handlers(handlers)
         watcher.start()
@@ -66,7 +66,7 @@ def config_map(name: str, **labels: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": labels}, "data": {"v": "1"}}
 
 
-def names(watcher: informer.Informer) -> list[str]:
+def names(watcher: informer.Informer[Any]) -> list[str]:
     return sorted(o["metadata"]["name"] for o in watcher.store.list())
 
 

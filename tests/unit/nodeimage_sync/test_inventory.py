@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -73,8 +74,8 @@ def nodeimage(name: str, **labels: str) -> dict[str, object]:
 
 
 def queries_with(*nodes: dict[str, object]) -> tuple[NodeQueries, inventory.InventoryStore]:
-    cache = store.Store()
-    cache.replace(nodes)
+    cache: store.Store[dict[str, Any]] = store.Store()
+    cache.replace(store.entries_of(nodes))
     inv = a_store()
     return NodeQueries(nodeimages=cache, inventory=inv), inv
 

@@ -34,8 +34,8 @@ def job(name: str, uid: str) -> dict[str, Any]:
 
 
 def resolver_with(cached: list[dict[str, Any]], live: dict[str, dict[str, Any]], *, fail: bool = False):
-    cache = store.Store()
-    cache.replace(cached)
+    cache: store.Store[dict[str, Any]] = store.Store()
+    cache.replace(store.entries_of(cached))
     api = JobsApi(live, fail=fail)
     return OwnerResolver(api, cache), api  # type: ignore[arg-type]
 
@@ -85,8 +85,10 @@ def nodeimage(name: str, *uids: str) -> dict[str, Any]:
 
 
 def test_job_deletion_enqueues_exactly_the_nodeimages_naming_it():
-    nodeimages = store.Store()
-    nodeimages.replace([nodeimage("n1", "u1"), nodeimage("n2", "u2"), nodeimage("n3", "u2", "u1"), nodeimage("n4")])
+    nodeimages: store.Store[dict[str, Any]] = store.Store()
+    nodeimages.replace(
+        store.entries_of([nodeimage("n1", "u1"), nodeimage("n2", "u2"), nodeimage("n3", "u2", "u1"), nodeimage("n4")])
+    )
     queue: workqueue.WorkQueue[str] = workqueue.WorkQueue()
     resolver, _ = resolver_with([], {})
     triggers = Triggers(queue=queue, nodeimages=nodeimages, owners=resolver, clock=ManualClock(), creation_delay=30)

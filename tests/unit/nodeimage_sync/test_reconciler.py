@@ -90,9 +90,11 @@ class Events:
 
 
 def reconciler_for(api: FakeApi, nodes: list[dict[str, Any]], nodeimages: list[dict[str, Any]], events: Events):
-    node_store, nodeimage_store, jobs = store.Store(), store.Store(), store.Store()
-    node_store.replace(nodes)
-    nodeimage_store.replace(nodeimages)
+    node_store: store.Store[dict[str, Any]] = store.Store()
+    nodeimage_store: store.Store[dict[str, Any]] = store.Store()
+    jobs: store.Store[dict[str, Any]] = store.Store()
+    node_store.replace(store.entries_of(nodes))
+    nodeimage_store.replace(store.entries_of(nodeimages))
     return NodeImageReconciler(
         api=api,  # type: ignore[arg-type]
         nodes=node_store,

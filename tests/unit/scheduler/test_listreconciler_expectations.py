@@ -18,10 +18,10 @@ import pytest
 from services.scheduler.expectations import Expectations
 from services.scheduler.listreconciler import ListJobReconciler, list_job_expectation_key
 from services.scheduler.metrics import SchedulerMetrics
-from services.scheduler.view import ClusterView
+from services.scheduler.view import ClusterView, node_image_informer
 from services.shared.api import constants
 from services.shared.clock import ManualClock
-from services.shared.kube import controller, errors, events, informer, objects, resources
+from services.shared.kube import controller, errors, events, informer, objects, resources, store
 from services.shared.kube.resources import Resource
 from tests.support.merge_patch import apply_merge_patch
 
@@ -90,7 +90,7 @@ class Harness:
         self.view = ClusterView(
             jobs=informer.Informer(lister, resources.IMAGE_PULL_JOBS, namespace=NAMESPACE),
             list_jobs=informer.Informer(lister, resources.IMAGE_LIST_PULL_JOBS, namespace=NAMESPACE),
-            node_images=informer.Informer(lister, resources.NODE_IMAGES),
+            node_images=node_image_informer(lister),
             pods=informer.Informer(lister, resources.PODS, namespace=NAMESPACE),
         )
         writer: Any = self.api
@@ -117,7 +117,7 @@ class Harness:
     def sync(self, raw: objects.RawObject) -> None:
         """The watch delivers `raw`."""
         listed = raw["kind"] == constants.KIND_IMAGE_LIST_PULL_JOB
-        (self.view.list_jobs if listed else self.view.jobs).informer.store.upsert(raw)
+        (self.view.list_jobs if listed else self.view.jobs).informer.store.upsert(store.entry_of(raw))
 
     def sync_all(self) -> None:
         """The watch delivers everything stored."""

@@ -10,6 +10,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -67,9 +68,9 @@ class ScriptedApi:
         self.watched_from: list[str | None] = []
         self.watched_at: list[float] = []
 
-    def list(self, resource: resources.Resource, **kwargs: Any) -> objects.ObjectList:
+    def list_pages(self, resource: resources.Resource, **kwargs: Any) -> Iterator[objects.ObjectList]:
         answer: objects.ObjectList = _answer(self.lists)
-        return answer
+        yield answer
 
     def watch(self, resource: resources.Resource, **kwargs: Any) -> watching.WatchStream:
         self.watched_from.append(kwargs["resource_version"])
@@ -92,7 +93,7 @@ class Log:
         self.lock = threading.Lock()
         self.events: list[tuple[str, str, str]] = []
 
-    def handlers(self) -> informer.Handlers:
+    def handlers(self) -> informer.Handlers[dict[str, Any]]:
         return informer.Handlers(
             on_add=lambda o: self._add("add", o),
             on_update=lambda old, new: self._add("update", new),
@@ -110,9 +111,11 @@ class Log:
 
 @pytest.fixture
 def run():
-    started: list[informer.Informer] = []
+    started: list[informer.Informer[dict[str, Any]]] = []
 
-    def start(api: ScriptedApi, log: Log, settings: informer.InformerSettings = FAST) -> informer.Informer:
+    def start(
+        api: ScriptedApi, log: Log, settings: informer.InformerSettings = FAST
+    ) -> informer.Informer[dict[str, Any]]:
         watcher = informer.Informer(api, resources.CONFIG_MAPS, namespace="ns", settings=settings)
         watcher.add_handlers(log.handlers())
         watcher.start()
@@ -223,3 +226,48 @@ def test_a_watch_that_ends_at_once_without_events_backs_off_instead_of_spinning(
     wait_until(lambda: len(api.watched_at) >= 3, timeout=WAIT, what="three watch attempts")
     gaps = [later - earlier for earlier, later in zip(api.watched_at, api.watched_at[1:], strict=False)]
     assert all(gap >= 0.29 for gap in gaps[:2])
+
+
+def parsed_size(obj: dict[str, Any]) -> tuple[str, int]:
+    """A transform keeping only a ConfigMap's name and the integer in its `size` key (refusing anything else)."""
+    return obj["metadata"]["name"], int(obj["data"]["size"])
+
+
+def test_a_transform_stores_and_delivers_what_it_made_and_leaves_out_what_it_refuses():
+    api = ScriptedApi()
+    api.lists.put(objects.ObjectList([cm("a", "1", size="3"), cm("bad", "2", size="x")], "2"))
+    api.watches.put(
+        event("ADDED", cm("b", "3", size="5"))
+        + event("MODIFIED", cm("a", "4", size="nope"))
+        + event("MODIFIED", cm("bad", "5", size="7"))
+    )
+    heard: list[tuple[str, object]] = []
+    watcher = informer.Informer(api, resources.CONFIG_MAPS, namespace="ns", settings=FAST, transform=parsed_size)
+    watcher.add_handlers(
+        informer.Handlers(
+            on_add=lambda item: heard.append(("add", item)),
+            on_update=lambda old, new: heard.append(("update", (old, new))),
+            on_delete=lambda item: heard.append(("delete", item)),
+        )
+    )
+    watcher.start()
+    try:
+        wait_until(lambda: "5" in api.watched_from, timeout=WAIT, what="the watch to be resumed after its events")
+    finally:
+        watcher.stop()
+    assert heard == [("add", ("a", 3)), ("add", ("b", 5)), ("delete", ("a", 3)), ("add", ("bad", 7))]
+    assert sorted(watcher.store.list()) == [("b", 5), ("bad", 7)]
+
+
+def test_managed_fields_never_reach_the_store():
+    api = ScriptedApi()
+    with_fields = cm("a", "1")
+    with_fields["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}]
+    api.lists.put(objects.ObjectList([with_fields], "1"))
+    watcher = informer.Informer(api, resources.CONFIG_MAPS, namespace="ns", settings=FAST)
+    watcher.start()
+    try:
+        assert watcher.wait_for_sync(WAIT)
+    finally:
+        watcher.stop()
+    assert watcher.store.get("ns/a") == cm("a", "1")
