@@ -31,7 +31,8 @@ IDENTITIES = {
     "system:serviceaccount:prepull-system:prepull-nodeimage-sync": "nodeimage_sync",
     f"system:serviceaccount:{simnodes.NAMESPACE}:{simnodes.HOST_ACCOUNT}": "puller",
 }
-REGISTER_WORKERS = simnodes.REGISTER_WORKERS
+ADMIN_CONNECTIONS = 24
+"""The admin client's connection pool; registering the Nodes uses all of it at once (`SimulatedNodeHosts.register`)."""
 HTTP_CONFLICT = 409
 AGENTS_PER_HOST = 100
 """Node agents per host process: 1,000 in one CPython process on 2 cores thrash (see docs/benchmarks.md)."""
@@ -63,7 +64,7 @@ class SimCluster:
     @property
     def api(self) -> kubernetes.client.ApiClient:
         if self._api is None:
-            self._api = self.admin_client(pool_maxsize=REGISTER_WORKERS + 8)
+            self._api = self.admin_client(pool_maxsize=ADMIN_CONNECTIONS)
         return self._api
 
     def admin_client(self, *, pool_maxsize: int) -> kubernetes.client.ApiClient:

@@ -54,8 +54,6 @@ PULLER_CLUSTER_ROLE = "prepull-puller"
 TOKEN_SECONDS = 24 * 3600
 AGENT_STARTERS = 8
 """Agents a host starts concurrently by default (each lists its NodeImage and waits for its cache)."""
-REGISTER_WORKERS = 16
-"""Node objects registered concurrently."""
 SYNC_TIMEOUT = 120.0
 HOST_READY_TIMEOUT = 180.0
 CONNECTIONS_PER_AGENT = 4
@@ -158,8 +156,10 @@ class SimulatedNodeHosts:
         return self.work_dir / "journals"
 
     def register(self, names: Sequence[str], labels_of: Callable[[int], Mapping[str, str]]) -> None:
-        """Create the Node objects (Ready, `labels_of(index)`), as kubelets would."""
-        with futures.ThreadPoolExecutor(REGISTER_WORKERS) as pool:
+        """Create the Node objects (Ready, `labels_of(index)`), as kubelets would: as many at once as the admin
+        client has connections (more would open connections only to throw them away)."""
+        workers = max(1, int(self.api.configuration.connection_pool_maxsize))
+        with futures.ThreadPoolExecutor(workers) as pool:
             list(pool.map(lambda i: nodes.register_node(self.api, names[i], labels_of(i)), range(len(names))))
 
     def start_hosts(self, nodes_per_host: Mapping[str, Sequence[str]]) -> None:

@@ -13,6 +13,7 @@ Failures the user can fix (no such job, no annotation yet, no spans file, no spa
 exit code 1; usage errors exit with 2, as argparse does.
 """
 
+# ruff: noqa: E402 -- the imports after `lightimport.install()` must run after it: see the call
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from services.shared.kube import lightimport
+
+lightimport.install()  # first: the imports below then load only what this program uses of `kubernetes`
 
 import kubernetes.config
 

@@ -1,10 +1,15 @@
 """`prepull-nodeimage-sync`: parse flags, set up logging and tracing, run the service until told to stop."""
 
+# ruff: noqa: E402 -- the imports after `lightimport.install()` must run after it: see the call
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Mapping, Sequence
+
+from services.shared.kube import lightimport
+
+lightimport.install()  # first: the imports below then load only what this program uses of `kubernetes`
 
 from services.nodeimage_sync import app, settings
 from services.shared import logging as shared_logging

@@ -21,8 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 __all__ = ["OwnWrites"]
 
@@ -63,11 +62,8 @@ class OwnWrites:
                     self._acted[name] = recorded[-REMEMBERED_PER_NAME:]
                 self._cond.notify_all()
 
-    def is_echo(self, raw: Mapping[str, Any]) -> bool:
-        """True (once) when the reconciler has already acted on this version of the NodeImage."""
-        metadata = raw.get("metadata") or {}
-        name = str(metadata.get("name") or "")
-        version = str(metadata.get("resourceVersion") or "")
+    def is_echo(self, name: str, version: str) -> bool:
+        """True (once) when the reconciler has already acted on `version` (a resourceVersion) of the NodeImage."""
         deadline = time.monotonic() + self._in_flight_wait
         with self._cond:
             while name in self._acting:

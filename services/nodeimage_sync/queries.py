@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from services.nodeimage_sync.inventory import InventoryStore, NodeInventory, ReportOutcome
 from services.nodeimage_sync.logic import labelselector, presence
+from services.shared.api.nodeimage import NodeImage
 from services.shared.auth.errors import PermissionDenied
 from services.shared.kube import store
 
@@ -44,6 +44,7 @@ class NodeView:
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    """The cached NodeImage's labels themselves, not a copy: read-only, like everything in the cache."""
     inventory: NodeInventory | None = None
 
 
@@ -65,22 +66,22 @@ class NodeQueries:
         inventory: the reported inventories.
     """
 
-    def __init__(self, *, nodeimages: store.Store[store.RawObject], inventory: InventoryStore) -> None:
+    def __init__(self, *, nodeimages: store.Store[NodeImage], inventory: InventoryStore) -> None:
         self._nodeimages = nodeimages
         self._inventory = inventory
 
     def view(self, name: str) -> NodeView | None:
         """The node `name`, or None when it has no NodeImage."""
-        raw = self._nodeimages.get(name)
-        return None if raw is None else self._view(raw)
+        nodeimage = self._nodeimages.get(name)
+        return None if nodeimage is None else self._view(nodeimage)
 
     def select(self, selection: NodeSelection) -> list[NodeView]:
         """Every selected node, sorted by name."""
         if selection.names is not None:
-            raws = [raw for raw in (self._nodeimages.get(name) for name in selection.names) if raw is not None]
+            found = [each for each in (self._nodeimages.get(name) for name in selection.names) if each is not None]
         else:
-            raws = self._nodeimages.list()
-        views = (self._view(raw) for raw in raws)
+            found = self._nodeimages.list()
+        views = (self._view(each) for each in found)
         return sorted((v for v in views if selection.admits(v.name, v.labels)), key=lambda v: v.name)
 
     def page(self, selection: NodeSelection, *, page_size: int, page_token: str) -> tuple[list[NodeView], str]:
@@ -139,7 +140,6 @@ class NodeQueries:
             return self._inventory.apply_snapshot(node, sequence, snapshot)
         return self._inventory.apply_delta(node, sequence, upserted=upserted, removed_digests=removed_digests)
 
-    def _view(self, raw: Mapping[str, Any]) -> NodeView:
-        metadata = raw.get("metadata") or {}
-        name = str(metadata.get("name", ""))
-        return NodeView(name=name, labels=dict(metadata.get("labels") or {}), inventory=self._inventory.get(name))
+    def _view(self, nodeimage: NodeImage) -> NodeView:
+        name = nodeimage.metadata.name
+        return NodeView(name=name, labels=nodeimage.metadata.labels or {}, inventory=self._inventory.get(name))

@@ -16,6 +16,10 @@ watch event: our own writes do not come back as reconciles that would find nothi
 Writes are merge patches guarded by the resourceVersion the decision was based on. The first decision uses
 the cached object; when it turns out stale (409), the object is read from the apiserver and the decision is
 made again (`patching.retry_on_conflict`), so a concurrent puller or scheduler write is never overwritten.
+Decisions read typed `NodeImage`s only (the cache holds nothing else), and a patch carries just the images
+whose entries changed, built from their typed values: a NodeImage with hundreds of tags is not re-encoded
+whole for each write. A NodeImage that does not fit the API is not in the cache; for its Node's reconcile it
+looks missing, and the create that follows meets AlreadyExists and ends quietly, without a requeue.
 The reconcile returns when to look again: the soonest pending TTL, response timeout or deadline of the last
 decision. Every write is a `nodeimage.write` span with the node's name and what was written; a write that
 changes tag entries carrying their owners' trace contexts is a span of those jobs' traces (`logic.jobtraces`).
@@ -43,8 +47,8 @@ from services.nodeimage_sync.ownwrites import OwnWrites
 from services.shared import clock
 from services.shared.api import constants, wire
 from services.shared.api.meta import ObjectReference
-from services.shared.api.nodeimage import NodeImage
-from services.shared.kube import controller, errors, objects, patching, resources, store
+from services.shared.api.nodeimage import NodeImage, NodeImageStatus
+from services.shared.kube import controller, errors, informer, objects, patching, resources, store
 from services.shared.telemetry import attributes, propagation
 
 log = logging.getLogger(__name__)
@@ -101,8 +105,8 @@ class NodeImageReconciler:
 
     Args:
         api: for writes (and re-reads after a conflict).
-        nodes: the Node informer's store.
-        nodeimages: the NodeImage informer's store.
+        nodes: the Node informer's store (what nodeimage_sync needs of each Node).
+        nodeimages: the NodeImage informer's store (typed).
         owners: decides whether a tag's owning jobs exist.
         events: where failure events go.
         metrics: counters to update.
@@ -116,8 +120,8 @@ class NodeImageReconciler:
         self,
         *,
         api: objects.ObjectApi,
-        nodes: store.Store[objects.RawObject],
-        nodeimages: store.Store[objects.RawObject],
+        nodes: store.Store[NodeFacts],
+        nodeimages: store.Store[NodeImage],
         owners: OwnerResolver,
         events: EventSink,
         metrics: Metrics,
@@ -153,15 +157,8 @@ class NodeImageReconciler:
         return result
 
     def _reconcile(self, name: str) -> controller.Result:
-        raw_node = self._nodes.get(name)
-        raw_nodeimage = self._nodeimages.get(name)
-        node = NodeFacts.from_node(raw_node) if raw_node is not None else None
-        try:
-            nodeimage = NodeImage.from_dict(raw_nodeimage) if raw_nodeimage is not None else None
-        except wire.InvalidObjectError as error:
-            # Retrying cannot fix it; the next change to the object brings it back here.
-            log.warning("NodeImage %s does not fit the API (%s); leaving it alone", name, error)
-            return controller.Result()
+        node = self._nodes.get(name)
+        nodeimage = self._nodeimages.get(name)
         plan = lifecycle.plan_lifecycle(
             node=node,
             nodeimage=nodeimage,
@@ -174,8 +171,8 @@ class NodeImageReconciler:
             self._delete(nodeimage)
         elif plan.step is Step.WAIT:
             return controller.Result(requeue_after=plan.wait_seconds)
-        elif plan.step is Step.MAINTAIN and raw_nodeimage is not None:
-            return self._maintain(raw_nodeimage, node)
+        elif plan.step is Step.MAINTAIN and nodeimage is not None:
+            return self._maintain(nodeimage, node)
         return controller.Result()
 
     # --- lifecycle ----------------------------------------------------------------------------------------
@@ -191,6 +188,8 @@ class NodeImageReconciler:
             with _write_span(node.name, "create"):
                 self._api.create(resources.NODE_IMAGES, body)
         except errors.AlreadyExists:
+            # The cache has not caught up, or holds no NodeImage because this one does not fit the API (the
+            # informer logged it): either way nothing to do until the next change brings the name back.
             log.debug("NodeImage %s already exists", node.name)
             return
         self._metrics.writes.labels(action="create").inc()
@@ -209,8 +208,8 @@ class NodeImageReconciler:
 
     # --- maintenance --------------------------------------------------------------------------------------
 
-    def _maintain(self, cached: objects.RawObject, node: NodeFacts | None) -> controller.Result:
-        name = str(cached["metadata"]["name"])
+    def _maintain(self, cached: NodeImage, node: NodeFacts | None) -> controller.Result:
+        name = cached.metadata.name
         waits: list[float | None] = []
         with self.own_writes.acting(name) as decided_on:
             current = cached
@@ -218,6 +217,11 @@ class NodeImageReconciler:
                 try:
                     written = self._write_once(name, current, node, waits, decided_on)
                 except errors.NotFound:
+                    return controller.Result()
+                except wire.InvalidObjectError as error:
+                    # Another writer's version that does not fit the API (read after a conflict, or returned by
+                    # our write): retrying cannot fix it, and the informer leaves it out of the cache until it does.
+                    log.warning("NodeImage %s does not fit the API (%s); leaving it alone", name, error)
                     return controller.Result()
                 if written is None:
                     break
@@ -230,28 +234,40 @@ class NodeImageReconciler:
     def _write_once(
         self,
         name: str,
-        start: objects.RawObject,
+        start: NodeImage,
         node: NodeFacts | None,
         waits: list[float | None],
         decided_on: list[str],
-    ) -> objects.RawObject | None:
+    ) -> NodeImage | None:
         """Decide on `start` (on a fresh read after a conflict) and make that write; the written object, or None
-        when the decision found nothing to write. `waits` ends up holding the last decision's timers."""
-        unread = iter((start,))
+        when the decision found nothing to write. `waits` ends up holding the last decision's timers.
 
-        def read() -> objects.RawObject:
-            return next(unread, None) or self._api.get(resources.NODE_IMAGES, name)
+        Raises:
+            wire.InvalidObjectError: a NodeImage read or written does not fit the API.
+        """
+        unread: list[NodeImage] = [start]
 
-        def decide(raw: objects.RawObject) -> _Write | None:
+        def read() -> NodeImage:
+            if unread:
+                return unread.pop()
+            return NodeImage.from_dict(self._api.get(resources.NODE_IMAGES, name))
+
+        def decide(nodeimage: NodeImage) -> _Write | None:
             waits.clear()
-            decision = self._decide(raw, node, waits)
-            decided_on.append(str((raw.get("metadata") or {}).get("resourceVersion") or ""))
+            decision = self._decide(nodeimage, node, waits)
+            decided_on.append(nodeimage.metadata.resource_version)
             return decision
 
-        def write(raw: objects.RawObject, decided: _Write) -> tuple[_Write, objects.RawObject]:
+        def write(nodeimage: NodeImage, decided: _Write) -> tuple[_Write, objects.RawObject]:
             action = "status" if decided.to_status else "spec"
+            apply = self._api.patch_status if decided.to_status else self._api.patch
             with _write_span(name, action, changes=decided.changes, traces=decided.traces):
-                written = patching.write(self._api, resources.NODE_IMAGES, raw, decided.patch, status=decided.to_status)
+                written = apply(
+                    resources.NODE_IMAGES,
+                    name,
+                    decided.patch,
+                    resource_version=nodeimage.metadata.resource_version or None,
+                )
             return decided, written
 
         outcome = patching.retry_on_conflict(read, decide, write)
@@ -259,10 +275,9 @@ class NodeImageReconciler:
             return None
         decided, written = outcome
         self._after_write(name, decided)
-        return written
+        return NodeImage.from_dict(informer.without_managed_fields(written))
 
-    def _decide(self, raw: objects.RawObject, node: NodeFacts | None, waits: list[float | None]) -> _Write | None:
-        nodeimage = NodeImage.from_dict(raw)
+    def _decide(self, nodeimage: NodeImage, node: NodeFacts | None, waits: list[float | None]) -> _Write | None:
         now = self._clock.now()
         owners = self._resolve_owners(nodeimage)
         spec_plan = spec.maintain_spec(
@@ -270,7 +285,7 @@ class NodeImageReconciler:
         )
         waits.append(spec_plan.requeue_after)
         if spec_plan.changed:
-            patch = _spec_patch(raw, spec_plan)
+            patch = _spec_patch(nodeimage, spec_plan)
             if patch:
                 traces = jobtraces.changed_entry_traces(nodeimage.spec, spec_plan.spec)
                 return _Write(patch, to_status=False, changes=spec_plan.changes, traces=traces)
@@ -280,7 +295,7 @@ class NodeImageReconciler:
         waits.append(status_plan.requeue_after)
         if not status_plan.changed:
             return None
-        patch = _status_patch(raw, status_plan)
+        patch = _status_patch(nodeimage.status, status_plan)
         if not patch:
             return None
         changes = tuple(f"image {f.image} tag {f.tag}: {f.message}" for f in status_plan.failures) or (
@@ -333,22 +348,56 @@ def _write_span(
     )
 
 
-def _spec_patch(raw: Mapping[str, Any], plan: spec.SpecPlan) -> dict[str, Any]:
-    old = {"metadata": {"labels": (raw.get("metadata") or {}).get("labels") or {}}, "spec": raw.get("spec") or {}}
-    new = {"metadata": {"labels": dict(plan.labels)}, "spec": plan.spec.to_dict()}
-    return patching.merge_patch(old, new)
+def _spec_patch(current: NodeImage, plan: spec.SpecPlan) -> dict[str, Any]:
+    """The merge patch from `current` to the planned labels and spec: the labels that changed, and the images
+    that changed (each as the merge patch of its typed value; an image left untouched is not encoded at all)."""
+    patch: dict[str, Any] = {}
+    labels = patching.merge_patch(dict(current.metadata.labels or {}), dict(plan.labels))
+    if labels:
+        patch["metadata"] = {"labels": labels}
+    images = _mapping_patch(current.spec.images, plan.spec.images)
+    if images is not _UNCHANGED:
+        patch["spec"] = {"images": images}
+    return patch
 
 
-def _status_patch(raw: Mapping[str, Any], plan: status.StatusPlan) -> dict[str, Any]:
-    old = dict(raw.get("status") or {})
-    new = dict(old)
-    new.setdefault("waiting", 0)
-    new.update(plan.counts)
-    new["imageStatuses"] = {name: entry.to_dict() for name, entry in (plan.image_statuses or {}).items()}
-    if not new["imageStatuses"]:
-        del new["imageStatuses"]
-    patch = patching.merge_patch(old, new)
+def _status_patch(current: NodeImageStatus | None, plan: status.StatusPlan) -> dict[str, Any]:
+    """The status merge patch from `current` to the planned entries and counts; {} when they are the same.
+
+    A NodeImage without status gets `waiting: 0` with its counts, as the puller would write it.
+    """
+    patch: dict[str, Any] = {} if current is not None else {"waiting": 0}
+    # The counts' JSON names (desired, succeeded, failed, pulling) are also their attribute names.
+    patch.update(
+        (count, value) for count, value in plan.counts.items() if current is None or getattr(current, count) != value
+    )
+    images = _mapping_patch(current.image_statuses if current is not None else None, plan.image_statuses)
+    if images is not _UNCHANGED:
+        patch["imageStatuses"] = images
     return {"status": patch} if patch else {}
+
+
+_UNCHANGED: Final = object()
+
+
+def _mapping_patch(old: Mapping[str, wire.WireObject] | None, new: Mapping[str, wire.WireObject] | None) -> Any:
+    """The merge patch of a map of typed values (images by name), or `_UNCHANGED`.
+
+    Entries that are the same object or equal are skipped without encoding; a map emptied is removed (null),
+    as the whole-object diff removed it.
+    """
+    before, after = old or {}, new or {}
+    if not after:
+        return None if before else _UNCHANGED
+    patch: dict[str, Any] = {name: None for name in before if name not in after}
+    for name, value in after.items():
+        previous = before.get(name)
+        if previous is value or previous == value:
+            continue
+        changed = patching.merge_patch(previous.to_dict() if previous is not None else {}, value.to_dict())
+        if changed:
+            patch[name] = changed
+    return patch or _UNCHANGED
 
 
 def _involved(owner: ObjectReference) -> dict[str, Any]:

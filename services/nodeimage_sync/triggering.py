@@ -23,6 +23,7 @@ from services.nodeimage_sync.logic.lifecycle import NodeFacts
 from services.nodeimage_sync.owners import OwnerResolver
 from services.nodeimage_sync.ownwrites import OwnWrites
 from services.shared import clock
+from services.shared.api.nodeimage import NodeImage
 from services.shared.kube import informer, store, workqueue
 
 
@@ -42,7 +43,7 @@ class Triggers:
         self,
         *,
         queue: workqueue.WorkQueue[str],
-        nodeimages: store.Store[store.RawObject],
+        nodeimages: store.Store[NodeImage],
         owners: OwnerResolver,
         clock: clock.Clock,
         creation_delay: float,
@@ -55,18 +56,18 @@ class Triggers:
         self._clock = clock
         self._delay = timedelta(seconds=creation_delay)
 
-    def node_handlers(self) -> informer.Handlers[store.RawObject]:
-        """Handlers for the Node informer."""
+    def node_handlers(self) -> informer.Handlers[NodeFacts]:
+        """Handlers for the Node informer (which stores `NodeFacts`)."""
         return informer.Handlers(
             on_add=self._node_changed,
             on_update=lambda _old, new: self._node_changed(new),
             on_delete=self._node_deleted,
         )
 
-    def nodeimage_handlers(self) -> informer.Handlers[store.RawObject]:
+    def nodeimage_handlers(self) -> informer.Handlers[NodeImage]:
         """Handlers for the NodeImage informer: every event enqueues the name, except an already acted-on update."""
         return informer.Handlers(
-            on_add=self._enqueue_object,
+            on_add=self._enqueue_nodeimage,
             on_update=self._nodeimage_updated,
             on_delete=self._nodeimage_deleted,
         )
@@ -75,49 +76,49 @@ class Triggers:
         """Handlers for the ImagePullJob informer: only deletions matter."""
         return informer.Handlers(on_delete=self._job_deleted)
 
-    def _node_changed(self, raw: Mapping[str, Any]) -> None:
-        node = NodeFacts.from_node(raw)
+    def _node_changed(self, node: NodeFacts) -> None:
         existing = self._nodeimages.get(node.name)
-        labels = None if existing is None else dict((existing.get("metadata") or {}).get("labels") or {})
+        labels = None if existing is None else dict(existing.metadata.labels or {})
         delay = triggers.after_node_change(
             node=node, nodeimage_labels=labels, now=self._clock.now(), creation_delay=self._delay
         )
         if delay is not None:
             self._queue.add_after(node.name, delay)
 
-    def _node_deleted(self, raw: Mapping[str, Any]) -> None:
-        node = NodeFacts.from_node(raw)
+    def _node_deleted(self, node: NodeFacts) -> None:
         if triggers.after_node_delete(node=node, has_nodeimage=self._nodeimages.get(node.name) is not None):
             self._queue.add(node.name)
 
-    def _enqueue_object(self, raw: Mapping[str, Any]) -> None:
-        self._queue.add(str(raw["metadata"]["name"]))
+    def _enqueue_nodeimage(self, nodeimage: NodeImage) -> None:
+        self._queue.add(nodeimage.metadata.name)
 
-    def _nodeimage_updated(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        if self._own_writes is not None and self._own_writes.is_echo(new):
+    def _nodeimage_updated(self, old: NodeImage, new: NodeImage) -> None:
+        metadata = new.metadata
+        if self._own_writes is not None and self._own_writes.is_echo(metadata.name, metadata.resource_version):
             return
         if not triggers.nodeimage_update_matters(old, new):
             return
-        self._enqueue_object(new)
+        self._enqueue_nodeimage(new)
 
-    def _nodeimage_deleted(self, raw: Mapping[str, Any]) -> None:
+    def _nodeimage_deleted(self, nodeimage: NodeImage) -> None:
         if self._own_writes is not None:
-            self._own_writes.forget(str(raw["metadata"]["name"]))
-        self._enqueue_object(raw)
+            self._own_writes.forget(nodeimage.metadata.name)
+        self._enqueue_nodeimage(nodeimage)
 
     def _job_deleted(self, raw: Mapping[str, Any]) -> None:
         self._owners.job_deleted(raw)
         uid = str((raw.get("metadata") or {}).get("uid", ""))
+        if not uid:
+            return
         for nodeimage in self._nodeimages.list():
-            if uid and _names_owner(nodeimage, uid):
-                self._queue.add(str(nodeimage["metadata"]["name"]))
+            if _names_owner(nodeimage, uid):
+                self._queue.add(nodeimage.metadata.name)
 
 
-def _names_owner(nodeimage: Mapping[str, Any], uid: str) -> bool:
-    images = (nodeimage.get("spec") or {}).get("images") or {}
+def _names_owner(nodeimage: NodeImage, uid: str) -> bool:
     return any(
-        ref.get("uid") == uid
-        for image in images.values()
-        for tag in image.get("tags") or ()
-        for ref in tag.get("ownerReferences") or ()
+        ref.uid == uid
+        for image in (nodeimage.spec.images or {}).values()
+        for tag in image.tags
+        for ref in tag.owner_references or ()
     )

@@ -1,11 +1,16 @@
 """`prepull-puller`: the node agent's entry point (flags → logging, tracing → adapters → app → serve until SIGTERM)."""
 
+# ruff: noqa: E402 -- the imports after `lightimport.install()` must run after it: see the call
 from __future__ import annotations
 
 import logging
 import os
 import sys
 from collections.abc import Sequence
+
+from services.shared.kube import lightimport
+
+lightimport.install()  # first: the imports below then load only what this program uses of `kubernetes`
 
 from services.puller import app, credentials_client, cri, grpcserver, inventory, progress, settings
 from services.shared import logging as shared_logging

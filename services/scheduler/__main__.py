@@ -1,11 +1,16 @@
 """`prepull-scheduler`: set up logging and tracing (`OTEL_*`), run one scheduler replica until SIGTERM/SIGINT."""
 
+# ruff: noqa: E402 -- the imports after `lightimport.install()` must run after it: see the call
 from __future__ import annotations
 
 import logging
 import os
 import sys
 from collections.abc import Sequence
+
+from services.shared.kube import lightimport
+
+lightimport.install()  # first: the imports below then load only what this program uses of `kubernetes`
 
 from services.scheduler import settings as scheduler_settings
 from services.scheduler.app import SchedulerApp

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from services.scheduler.logic.targets import PodPlacement
-from services.shared.api import wire
+from services.shared.api import constants, wire
 from services.shared.api.imagelistpulljob import ImageListPullJob
 from services.shared.api.imagepulljob import ImagePullJob
 from services.shared.api.nodeimage import NodeImage
@@ -82,7 +82,9 @@ def pod_placement(raw: objects.RawObject) -> PodPlacement:
 
 def node_image_informer(api: informer.ListerWatcher) -> informer.Informer[NodeImage]:
     """Every NodeImage, stored parsed; one that does not parse is left out (and logged) until it is fixed."""
-    return informer.Informer(api, resources.NODE_IMAGES, transform=NodeImage.from_dict)
+    return informer.Informer(
+        api, resources.NODE_IMAGES, transform=NodeImage.from_dict, page_size=constants.NODE_IMAGE_LIST_PAGE_SIZE
+    )
 
 
 class NodeImageCache:

@@ -13,18 +13,25 @@ its write right after every spec change) changes nothing any decision reads.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
+from services.shared.api.nodeimage import NodeImage, NodeImageStatus
 
 __all__ = ["after_node_change", "after_node_delete", "nodeimage_update_matters"]
 
-IGNORED_STATUS_FIELDS = frozenset({"observedGeneration"})
-"""Status fields no nodeimage_sync decision reads (the puller's record of the spec generation it acted on)."""
-DECIDING_METADATA_FIELDS = ("name", "uid", "labels", "deletionTimestamp")
-"""Metadata fields a decision reads: which object, whose labels (fake or mirrored), whether it is going."""
+IGNORED_STATUS_FIELDS = frozenset({"observed_generation"})
+"""`NodeImageStatus` fields no decision reads (the puller's record of the spec generation it acted on)."""
+DECIDING_METADATA_FIELDS = ("name", "uid", "labels", "deletion_timestamp")
+"""`ObjectMeta` fields a decision reads: which object, whose labels (fake or mirrored), whether it is going."""
+
+_IGNORED_STATUS_DEFAULTS: dict[str, Any] = {
+    each.name: each.default for each in dataclasses.fields(NodeImageStatus) if each.name in IGNORED_STATUS_FIELDS
+}
+"""The ignored fields at their defaults: two statuses set so compare equal whatever those fields held."""
 
 
 def after_node_change(
@@ -56,7 +63,7 @@ def after_node_delete(*, node: NodeFacts, has_nodeimage: bool) -> bool:
     return has_nodeimage and not node.virtual
 
 
-def nodeimage_update_matters(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+def nodeimage_update_matters(old: NodeImage, new: NodeImage) -> bool:
     """Whether a NodeImage update can change any decision: its metadata that decisions read, spec, or status.
 
     False only when `old` and `new` differ in nothing but what no decision reads (resourceVersion, managed
@@ -66,7 +73,9 @@ def nodeimage_update_matters(old: Mapping[str, Any], new: Mapping[str, Any]) -> 
     return _deciding_view(old) != _deciding_view(new)
 
 
-def _deciding_view(raw: Mapping[str, Any]) -> tuple[object, ...]:
-    metadata = raw.get("metadata") or {}
-    status = {key: value for key, value in (raw.get("status") or {}).items() if key not in IGNORED_STATUS_FIELDS}
-    return (*(metadata.get(key) for key in DECIDING_METADATA_FIELDS), raw.get("spec"), status)
+def _deciding_view(nodeimage: NodeImage) -> tuple[object, ...]:
+    metadata = nodeimage.metadata
+    status = nodeimage.status
+    if status is not None:
+        status = dataclasses.replace(status, **_IGNORED_STATUS_DEFAULTS)
+    return (*(getattr(metadata, key) for key in DECIDING_METADATA_FIELDS), nodeimage.spec, status)

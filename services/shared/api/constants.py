@@ -97,6 +97,10 @@ DEFAULT_PARALLELISM: Final = 1
 MAX_IMAGES_PER_NODE_IMAGE: Final = 256
 """Upstream's webhook limit on `NodeImage.spec.images` keys."""
 
+NODE_IMAGE_LIST_PAGE_SIZE: Final = 50
+"""Objects per page when a controller lists every NodeImage: one can hold hundreds of tag entries (600 KiB as
+Python dicts at 200), and a 500-object page left about 60 MiB more resident after a 3,000-node list than 50."""
+
 MAX_IMAGES_PER_LIST_JOB: Final = 255
 """Upstream's webhook limit on `ImageListPullJob.spec.images`."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from services.shared.api import wire
 
@@ -54,6 +55,8 @@ class ObjectReference(wire.WireObject):
     Upstream writes `apiVersion`, `kind`, `namespace`, `name` and `uid`; the other fields exist in the
     core type and are kept for fidelity. Every field is optional (`omitempty`) in the Go type.
     """
+
+    SHARED: ClassVar[bool] = True
 
     kind: str = ""
     namespace: str = ""

@@ -23,6 +23,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from services.shared.api import constants, wire
 from services.shared.api.meta import ObjectMeta, ObjectReference
@@ -60,6 +61,8 @@ class ReferenceObject(wire.WireObject):
     `mode` is `batch` for upstream's shared secret copies (`constants.REFERENCE_MODE_BATCH`).
     """
 
+    SHARED: ClassVar[bool] = True
+
     namespace: str = ""
     name: str = ""
     mode: str = ""
@@ -68,6 +71,8 @@ class ReferenceObject(wire.WireObject):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ImageTagPullPolicy(wire.WireObject):
     """Limits for pulling one tag entry, derived from its owning jobs (upstream §2.6, design §5)."""
+
+    SHARED: ClassVar[bool] = True
 
     timeout_seconds: int | None = None
     backoff_limit: int | None = None
@@ -78,6 +83,8 @@ class ImageTagPullPolicy(wire.WireObject):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TraceContext(wire.WireObject):
     """The trace of one owning job, in W3C Trace Context form (`traceparent`, optional `tracestate`)."""
+
+    SHARED: ClassVar[bool] = True
 
     uid: str
     traceparent: str

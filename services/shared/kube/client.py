@@ -15,6 +15,10 @@ every worker thread may have a request in flight, so the client's default (5 per
 test machines) would make urllib3 open and discard connections under load. Timeouts are not a property of
 `ApiClient` in this client library (it takes them per call), so they live in `ClientSettings`, which
 `kubeapi.KubeApi` applies to every request: no call can hang forever on a dead connection.
+
+This module imports the client's submodules it uses, never the `kubernetes.config` package: with
+`lightimport.install()` a service loads only those, and `kube_config` (with google.auth, oauthlib and yaml behind
+it) only when a kubeconfig file is actually read; in a cluster the in-cluster config needs none of it.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
-import kubernetes.client
-import kubernetes.config
+import kubernetes.client.api_client
+import kubernetes.client.configuration
+from kubernetes.config import incluster_config
 
-ApiClient: TypeAlias = kubernetes.client.ApiClient
+ApiClient: TypeAlias = kubernetes.client.api_client.ApiClient
 """The official client's connection, as `from_kubeconfig` builds it and `kubeapi.KubeApi` wraps it. Named here
 so modules outside this package can pass one around (and annotate it) without importing `kubernetes`."""
 
@@ -54,9 +59,7 @@ class ClientSettings:
     """Shown in apiserver audit logs and metrics; set it to the service name."""
 
 
-def from_kubeconfig(
-    path: str | os.PathLike[str] | None, *, settings: ClientSettings | None = None
-) -> kubernetes.client.ApiClient:
+def from_kubeconfig(path: str | os.PathLike[str] | None, *, settings: ClientSettings | None = None) -> ApiClient:
     """An `ApiClient` for a kubeconfig file, or for the in-cluster ServiceAccount when `path` is empty.
 
     Args:
@@ -66,13 +69,15 @@ def from_kubeconfig(
     Raises:
         kubernetes.config.ConfigException: the kubeconfig is unusable, or we are not in a cluster.
     """
-    configuration = kubernetes.client.Configuration()
+    configuration = kubernetes.client.configuration.Configuration()
     if path:
-        kubernetes.config.load_kube_config(
+        from kubernetes.config import kube_config  # noqa: PLC0415 -- only here: ~15 MiB of imports behind it
+
+        kube_config.load_kube_config(
             config_file=os.fspath(path), client_configuration=configuration, persist_config=False
         )
     else:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        incluster_config.load_incluster_config(client_configuration=configuration)
     return _api_client(configuration, settings or ClientSettings())
 
 
@@ -82,7 +87,7 @@ def from_token_file(
     ca_file: str | os.PathLike[str],
     token_file: str | os.PathLike[str],
     settings: ClientSettings | None = None,
-) -> kubernetes.client.ApiClient:
+) -> ApiClient:
     """An `ApiClient` that authenticates with the bearer token in `token_file`, re-read when it changes.
 
     Args:
@@ -95,7 +100,7 @@ def from_token_file(
         OSError: the token file cannot be read.
         ValueError: the token file is empty.
     """
-    configuration = kubernetes.client.Configuration()
+    configuration = kubernetes.client.configuration.Configuration()
     configuration.host = server
     configuration.ssl_ca_cert = os.fspath(ca_file)
     token = TokenFile(Path(token_file))
@@ -117,7 +122,7 @@ class TokenFile:
         self._identity: tuple[int, int, int] | None = None
         self._token = ""
 
-    def refresh(self, configuration: kubernetes.client.Configuration) -> None:
+    def refresh(self, configuration: kubernetes.client.configuration.Configuration) -> None:
         """Put the current token into `configuration.api_key`, reading the file only if it changed."""
         with self._lock:
             stat = os.stat(self._path)
@@ -135,10 +140,8 @@ class TokenFile:
         return token
 
 
-def _api_client(
-    configuration: kubernetes.client.Configuration, settings: ClientSettings
-) -> kubernetes.client.ApiClient:
+def _api_client(configuration: kubernetes.client.configuration.Configuration, settings: ClientSettings) -> ApiClient:
     configuration.connection_pool_maxsize = settings.pool_maxsize
-    api_client = kubernetes.client.ApiClient(configuration)
+    api_client = ApiClient(configuration)
     api_client.user_agent = settings.user_agent
     return api_client

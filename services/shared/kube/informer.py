@@ -52,6 +52,7 @@ class ListerWatcher(Protocol):
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        page_size: int | None = None,
     ) -> Iterator[objects.ObjectList]:
         """See `objects.ObjectApi.list_pages`."""
         ...
@@ -117,6 +118,9 @@ class Informer(Generic[T]):
         settings: timing; defaults when None.
         rng: random source for timeouts and jitter (seed it in tests).
         transform: what to store of each object (given without `managedFields`); None stores the dict.
+        page_size: objects per list page; None for the client's default. Smaller pages for big objects keep
+            the transient dicts of a list small (the allocator rarely returns their memory once typed objects
+            were allocated among them).
     """
 
     @overload
@@ -131,6 +135,7 @@ class Informer(Generic[T]):
         settings: InformerSettings | None = None,
         rng: random.Random | None = None,
         transform: None = None,
+        page_size: int | None = None,
     ) -> None: ...
 
     @overload
@@ -145,6 +150,7 @@ class Informer(Generic[T]):
         settings: InformerSettings | None = None,
         rng: random.Random | None = None,
         transform: Callable[[RawObject], T],
+        page_size: int | None = None,
     ) -> None: ...
 
     def __init__(
@@ -158,6 +164,7 @@ class Informer(Generic[T]):
         settings: InformerSettings | None = None,
         rng: random.Random | None = None,
         transform: Callable[[RawObject], T] | None = None,
+        page_size: int | None = None,
     ) -> None:
         self._api = api
         self._resource = resource
@@ -170,6 +177,7 @@ class Informer(Generic[T]):
         self._relisted_at_once = False
         """A 410 was answered by listing again without waiting; cleared once a watch makes progress."""
         self._transform = transform
+        self._page_size = page_size
         self.store: store.Store[T] = store.Store()
         self._handlers: list[Handlers[T]] = []
         self._dispatch_lock = threading.RLock()
@@ -267,6 +275,7 @@ class Informer(Generic[T]):
             namespace=self._namespace,
             label_selector=self._label_selector,
             field_selector=self._field_selector,
+            page_size=self._page_size,
         ):
             resource_version = page.resource_version
             entries.extend(entry for entry in map(self._entry, page.items) if entry is not None)

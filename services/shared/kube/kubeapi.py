@@ -82,15 +82,17 @@ class KubeApi:
         label_selector: str | None = None,
         field_selector: str | None = None,
         timeout: float | None = None,
+        page_size: int | None = None,
     ) -> Iterator[objects.ObjectList]:
         """One list, a page at a time, so a caller that keeps a compact form of each object never holds every
-        object's full dict at once. Every page carries the snapshot's resourceVersion (the first page's)."""
+        object's full dict at once. Every page carries the snapshot's resourceVersion (the first page's).
+        `page_size` overrides this client's for big objects."""
         path = resource.path(namespace=namespace)
         selectors = _selectors(label_selector, field_selector)
         resource_version = ""
         continue_token = ""
         while True:
-            query = [*selectors, ("limit", str(self._page_size))]
+            query = [*selectors, ("limit", str(page_size or self._page_size))]
             if continue_token:
                 query.append(("continue", continue_token))
             page = self._call("GET", path, query=query, timeout=timeout)

@@ -66,8 +66,10 @@ class ObjectApi(Protocol):
         label_selector: str | None = None,
         field_selector: str | None = None,
         timeout: float | None = None,
+        page_size: int | None = None,
     ) -> Iterator[ObjectList]:
-        """The same list a page at a time; every page carries the snapshot's resourceVersion."""
+        """The same list a page at a time (of `page_size` objects, or the client's default); every page carries
+        the snapshot's resourceVersion."""
         ...
 
     def create(

@@ -62,7 +62,8 @@ def settled(sync: SyncHarness, app: App, name: str) -> tuple[float, str]:
 
     def quiet() -> bool:
         current = str(sync.api.get(resources.NODE_IMAGES, name)["metadata"]["resourceVersion"])
-        cached = str(((app.nodeimages.store.get(name) or {}).get("metadata") or {}).get("resourceVersion"))
+        cached_nodeimage = app.nodeimages.store.get(name)
+        cached = cached_nodeimage.metadata.resource_version if cached_nodeimage is not None else None
         count = reconciles(app)
         idle = cached == current and counter(app, "queue_adds") == count and len(app.queue) == 0
         seen.append((count, current) if idle else (-1.0, ""))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tracemalloc
-from typing import Any
 
 import pytest
 
@@ -11,6 +10,8 @@ from services.nodeimage_sync import inventory, nodewatch
 from services.nodeimage_sync.logic import labelselector, presence
 from services.nodeimage_sync.logic.presence import InventoryImage
 from services.nodeimage_sync.queries import InvalidPageToken, NodeQueries, NodeSelection, NodeView
+from services.shared.api.meta import ObjectMeta
+from services.shared.api.nodeimage import NodeImage
 from services.shared.auth.errors import PermissionDenied
 from services.shared.clock import ManualClock
 from services.shared.kube import store
@@ -69,13 +70,13 @@ def test_memory_is_measured_and_released():
     assert inv.totals() == inventory.Totals(0, 0, 0)
 
 
-def nodeimage(name: str, **labels: str) -> dict[str, object]:
-    return {"metadata": {"name": name, "labels": labels, "resourceVersion": "1"}}
+def nodeimage(name: str, **labels: str) -> store.Entry[NodeImage]:
+    return store.Entry(name, "1", NodeImage(metadata=ObjectMeta(name=name, labels=labels, resource_version="1")))
 
 
-def queries_with(*nodes: dict[str, object]) -> tuple[NodeQueries, inventory.InventoryStore]:
-    cache: store.Store[dict[str, Any]] = store.Store()
-    cache.replace(store.entries_of(nodes))
+def queries_with(*nodes: store.Entry[NodeImage]) -> tuple[NodeQueries, inventory.InventoryStore]:
+    cache: store.Store[NodeImage] = store.Store()
+    cache.replace(nodes)
     inv = a_store()
     return NodeQueries(nodeimages=cache, inventory=inv), inv
 

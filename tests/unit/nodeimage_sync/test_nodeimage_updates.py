@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from services.nodeimage_sync.logic import triggers
+from services.shared.api.nodeimage import NodeImage
 
 BASE: dict[str, Any] = {
     "metadata": {
@@ -21,6 +22,10 @@ BASE: dict[str, Any] = {
     "spec": {"images": {"nginx": {"tags": [{"tag": "1.25", "version": 0}]}}},
     "status": {"desired": 1, "succeeded": 1, "observedGeneration": 2, "imageStatuses": {"nginx": {"tags": []}}},
 }
+
+
+def matters(new: dict[str, Any]) -> bool:
+    return triggers.nodeimage_update_matters(NodeImage.from_dict(BASE), NodeImage.from_dict(new))
 
 
 def changed(path: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -41,7 +46,7 @@ def changed(path: tuple[str, ...], value: Any) -> dict[str, Any]:
     ],
 )
 def test_what_no_decision_reads_is_no_reason_to_reconcile(path: tuple[str, ...], value: Any) -> None:
-    assert not triggers.nodeimage_update_matters(BASE, changed(path, value))
+    assert not matters(changed(path, value))
 
 
 @pytest.mark.parametrize(
@@ -56,4 +61,4 @@ def test_what_no_decision_reads_is_no_reason_to_reconcile(path: tuple[str, ...],
     ],
 )
 def test_any_change_a_decision_reads_is_reconciled(path: tuple[str, ...], value: Any) -> None:
-    assert triggers.nodeimage_update_matters(BASE, changed(path, value))
+    assert matters(changed(path, value))

@@ -14,34 +14,34 @@ from services.nodeimage_sync.owners import OwnerResolver
 from services.nodeimage_sync.ownwrites import OwnWrites
 from services.nodeimage_sync.triggering import Triggers
 from services.shared.api import timefmt
+from services.shared.api.meta import ObjectMeta
+from services.shared.api.nodeimage import NodeImage
 from services.shared.clock import ManualClock
 from services.shared.kube import store, workqueue
 from tests.unit.nodeimage_sync.test_reconciler import NOW, Events, FakeApi, a_node, a_nodeimage, reconciler_for
 
 
-def version(raw: dict[str, Any], name: str = "n1") -> dict[str, Any]:
-    return {"metadata": {"name": name, "resourceVersion": raw["metadata"]["resourceVersion"]}}
+def version(resource_version: str, name: str = "n1") -> NodeImage:
+    return NodeImage(metadata=ObjectMeta(name=name, resource_version=resource_version))
 
 
 def test_a_recorded_version_is_an_echo_once() -> None:
     own = OwnWrites()
     with own.acting("n1") as decided:
         decided.extend(["5", "6"])
-    assert own.is_echo(version({"metadata": {"resourceVersion": "6"}}))
-    assert not own.is_echo(version({"metadata": {"resourceVersion": "6"}})), "only once"
-    assert not own.is_echo(version({"metadata": {"resourceVersion": "7"}})), "another writer's version"
-    assert not own.is_echo(version({"metadata": {"resourceVersion": "5"}}, name="n2")), "another NodeImage"
+    assert own.is_echo("n1", "6")
+    assert not own.is_echo("n1", "6"), "only once"
+    assert not own.is_echo("n1", "7"), "another writer's version"
+    assert not own.is_echo("n2", "5"), "another NodeImage"
     own.forget("n1")
-    assert not own.is_echo(version({"metadata": {"resourceVersion": "5"}}))
+    assert not own.is_echo("n1", "5")
 
 
 def test_an_event_arriving_while_the_worker_acts_waits_for_its_record() -> None:
     own = OwnWrites(in_flight_wait=30.0)
     answers: list[bool] = []
     with own.acting("n1") as decided:
-        handler = threading.Thread(
-            target=lambda: answers.append(own.is_echo(version({"metadata": {"resourceVersion": "9"}})))
-        )
+        handler = threading.Thread(target=lambda: answers.append(own.is_echo("n1", "9")))
         handler.start()
         handler.join(0.2)
         assert handler.is_alive(), "the handler did not wait for the worker acting on the same name"
@@ -82,10 +82,9 @@ def test_an_expired_tag_is_one_reconcile_and_its_writes_echo_nowhere() -> None:
     assert api.writes == [("spec", "n1"), ("status", "n1")], "spec and status in one reconcile"
     assert "nginx" not in (api.objects["n1"].get("spec") or {}).get("images", {})
     assert "imageStatuses" not in api.objects["n1"]["status"]
-    spec_written = {"metadata": {"name": "n1", "resourceVersion": "2"}}
-    status_written = {"metadata": {"name": "n1", "resourceVersion": "3"}}
-    on_update(stored, spec_written)
+    spec_written, status_written = version("2"), version("3")
+    on_update(NodeImage.from_dict(stored), spec_written)
     on_update(spec_written, status_written)
     assert len(queue) == 0, "the echoes of our own writes were queued"
-    on_update(status_written, api.put(api.objects["n1"]))  # someone else writes
+    on_update(status_written, NodeImage.from_dict(api.put(api.objects["n1"])))  # someone else writes
     assert len(queue) == 1

@@ -7,6 +7,7 @@ from typing import Any
 
 from services.nodeimage_sync.owners import OwnerResolver
 from services.nodeimage_sync.triggering import Triggers
+from services.shared.api.nodeimage import NodeImage
 from services.shared.clock import ManualClock
 from services.shared.kube import errors, store, workqueue
 
@@ -76,19 +77,18 @@ def test_failed_lookup_keeps_the_owner():
     assert resolver.exists(("ns", "a", "u1"))
 
 
-def nodeimage(name: str, *uids: str) -> dict[str, Any]:
+def nodeimage(name: str, *uids: str) -> store.Entry[NodeImage]:
     refs = [{"kind": "ImagePullJob", "uid": uid} for uid in uids]
-    return {
+    raw = {
         "metadata": {"name": name, "resourceVersion": "1"},
         "spec": {"images": {"nginx": {"tags": [{"tag": "1", "ownerReferences": refs}]}}},
     }
+    return store.Entry(name, "1", NodeImage.from_dict(raw))
 
 
 def test_job_deletion_enqueues_exactly_the_nodeimages_naming_it():
-    nodeimages: store.Store[dict[str, Any]] = store.Store()
-    nodeimages.replace(
-        store.entries_of([nodeimage("n1", "u1"), nodeimage("n2", "u2"), nodeimage("n3", "u2", "u1"), nodeimage("n4")])
-    )
+    nodeimages: store.Store[NodeImage] = store.Store()
+    nodeimages.replace([nodeimage("n1", "u1"), nodeimage("n2", "u2"), nodeimage("n3", "u2", "u1"), nodeimage("n4")])
     queue: workqueue.WorkQueue[str] = workqueue.WorkQueue()
     resolver, _ = resolver_with([], {})
     triggers = Triggers(queue=queue, nodeimages=nodeimages, owners=resolver, clock=ManualClock(), creation_delay=30)
