@@ -6,8 +6,8 @@ What runs, and when:
   caches so a failover starts at once), the event handlers that fill the work queue, the HTTP server
   (`/metrics`, `/healthz`, `/readyz`), and the gRPC server reporting NOT_SERVING. The caches keep compact
   forms, not the apiserver's dicts: of a Node the `NodeFacts` decisions read (a Node's dict lists every image
-  it holds), a NodeImage as the typed `NodeImage` (a quarter of its dict; with every NodeImage cached, that is
-  most of this service's memory). Jobs stay dicts: far fewer than NodeImages, and small.
+  it holds); a NodeImage as the typed `NodeImage` (several times smaller than its dict; with every NodeImage
+  cached, that is most of this service's memory); of a job its identity (namespace, name, UID), all we read.
 * Once this replica leads (Lease, design §2) and every informer has synced: the reconcile workers, and
   readiness (gRPC health SERVING, `/readyz` 200), so the Service routes NodeInventory calls to the leader,
   which holds the inventory. Workers never start on a partial cache: a NodeImage whose Node is not cached yet
@@ -34,7 +34,7 @@ from services.nodeimage_sync import nodewatch, servicer
 from services.nodeimage_sync.inventory import InventoryStore
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
 from services.nodeimage_sync.metrics import Metrics, QueueMetricsAdapter
-from services.nodeimage_sync.owners import OwnerResolver
+from services.nodeimage_sync.owners import OwnerResolver, job_identity
 from services.nodeimage_sync.queries import NodeQueries
 from services.nodeimage_sync.reconciler import NodeImageReconciler, Timing
 from services.nodeimage_sync.settings import PROG, Settings
@@ -110,7 +110,7 @@ class App:
         self.nodeimages = informer.Informer(
             self.api, resources.NODE_IMAGES, label_selector=selector, transform=NodeImage.from_dict
         )
-        self.jobs = informer.Informer(self.api, resources.IMAGE_PULL_JOBS)
+        self.jobs = informer.Informer(self.api, resources.IMAGE_PULL_JOBS, transform=job_identity)
         self.owners = OwnerResolver(self.api, self.jobs.store)
 
     def _build_controller(self) -> None:

@@ -6,6 +6,9 @@ and ask the apiserver only when neither knows: a job so new that the informer ha
 its tag would undo the scheduler's work), or one deleted while this service was not watching (after a
 restart). The answer to such a question is remembered, so a job deleted during a restart costs one GET, not
 one per NodeImage that names it. A failed GET counts as "exists": when in doubt, keep (upstream does the same).
+
+Only a job's identity is ever read, so that is all the job informer keeps of each job (`job_identity`), not
+its dict (whose status can list every failed node).
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ class OwnerResolver:
 
     Args:
         api: for the rare confirmation GET.
-        jobs: the ImagePullJob informer's store (keys "namespace/name").
+        jobs: the ImagePullJob informer's store of `job_identity`s (keys "namespace/name").
         max_remembered: bound on the memory of deleted jobs.
     """
 
     def __init__(
         self,
         api: objects.ObjectApi,
-        jobs: store.Store[objects.RawObject],
+        jobs: store.Store[OwnerKey],
         *,
         max_remembered: int = DEFAULT_MAX_REMEMBERED,
     ) -> None:
@@ -49,12 +52,9 @@ class OwnerResolver:
         self.lookups = 0
         """Confirmation GETs made so far (a metric and a test hook)."""
 
-    def job_deleted(self, job: Mapping[str, Any]) -> None:
+    def job_deleted(self, job: OwnerKey) -> None:
         """Remember a job the informer saw deleted."""
-        metadata = job.get("metadata") or {}
-        self._remember(
-            (str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", "")))
-        )
+        self._remember(job)
 
     def resolve(self, keys: Iterable[OwnerKey]) -> dict[OwnerKey, bool]:
         """Whether each job exists with the UID in its key."""
@@ -62,9 +62,8 @@ class OwnerResolver:
 
     def exists(self, key: OwnerKey) -> bool:
         """Whether the job `key` names exists with that UID; see the module docstring for how it is decided."""
-        namespace, name, uid = key
-        cached = self._jobs.get(f"{namespace}/{name}")
-        if cached is not None and _uid(cached) == uid:
+        namespace, name, _ = key
+        if self._jobs.get(f"{namespace}/{name}") == key:
             return True
         with self._lock:
             if key in self._gone:
@@ -82,7 +81,7 @@ class OwnerResolver:
         except errors.KubeError as error:
             log.warning("cannot check ImagePullJob %s/%s (%s); keeping its tags for now", namespace, name, error)
             return True
-        if _uid(live) == uid:
+        if job_identity(live)[2] == uid:
             return True
         self._remember(key)
         return False
@@ -95,5 +94,7 @@ class OwnerResolver:
                 self._gone.popitem(last=False)
 
 
-def _uid(job: Mapping[str, Any]) -> str:
-    return str((job.get("metadata") or {}).get("uid", ""))
+def job_identity(job: Mapping[str, Any]) -> OwnerKey:
+    """(namespace, name, uid) of an ImagePullJob dict: what the job informer stores of each job."""
+    metadata = job.get("metadata") or {}
+    return (str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", "")))

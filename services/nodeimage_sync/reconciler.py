@@ -356,7 +356,7 @@ def _spec_patch(current: NodeImage, plan: spec.SpecPlan) -> dict[str, Any]:
     if labels:
         patch["metadata"] = {"labels": labels}
     images = _mapping_patch(current.spec.images, plan.spec.images)
-    if images is not _UNCHANGED:
+    if images is None or images:
         patch["spec"] = {"images": images}
     return patch
 
@@ -372,23 +372,23 @@ def _status_patch(current: NodeImageStatus | None, plan: status.StatusPlan) -> d
         (count, value) for count, value in plan.counts.items() if current is None or getattr(current, count) != value
     )
     images = _mapping_patch(current.image_statuses if current is not None else None, plan.image_statuses)
-    if images is not _UNCHANGED:
+    if images is None or images:
         patch["imageStatuses"] = images
     return {"status": patch} if patch else {}
 
 
-_UNCHANGED: Final = object()
+def _mapping_patch(
+    old: Mapping[str, wire.WireObject] | None, new: Mapping[str, wire.WireObject] | None
+) -> dict[str, Any] | None:
+    """The merge patch of a map of typed values (images by name): {} when nothing changed, None (remove the map)
+    when it has been emptied.
 
-
-def _mapping_patch(old: Mapping[str, wire.WireObject] | None, new: Mapping[str, wire.WireObject] | None) -> Any:
-    """The merge patch of a map of typed values (images by name), or `_UNCHANGED`.
-
-    Entries that are the same object or equal are skipped without encoding; a map emptied is removed (null),
-    as the whole-object diff removed it.
+    Entries that are the same object or equal are skipped without encoding; the others are each the merge
+    patch of their encoded forms (lists inside replaced whole, as merge patch does).
     """
     before, after = old or {}, new or {}
     if not after:
-        return None if before else _UNCHANGED
+        return None if before else {}
     patch: dict[str, Any] = {name: None for name in before if name not in after}
     for name, value in after.items():
         previous = before.get(name)
@@ -397,7 +397,7 @@ def _mapping_patch(old: Mapping[str, wire.WireObject] | None, new: Mapping[str, 
         changed = patching.merge_patch(previous.to_dict() if previous is not None else {}, value.to_dict())
         if changed:
             patch[name] = changed
-    return patch or _UNCHANGED
+    return patch
 
 
 def _involved(owner: ObjectReference) -> dict[str, Any]:

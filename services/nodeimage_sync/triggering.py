@@ -14,12 +14,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from services.nodeimage_sync.logic import triggers
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
+from services.nodeimage_sync.logic.spec import OwnerKey
 from services.nodeimage_sync.owners import OwnerResolver
 from services.nodeimage_sync.ownwrites import OwnWrites
 from services.shared import clock
@@ -72,8 +71,8 @@ class Triggers:
             on_delete=self._nodeimage_deleted,
         )
 
-    def job_handlers(self) -> informer.Handlers[store.RawObject]:
-        """Handlers for the ImagePullJob informer: only deletions matter."""
+    def job_handlers(self) -> informer.Handlers[OwnerKey]:
+        """Handlers for the ImagePullJob informer (which stores `owners.job_identity`): only deletions matter."""
         return informer.Handlers(on_delete=self._job_deleted)
 
     def _node_changed(self, node: NodeFacts) -> None:
@@ -105,9 +104,9 @@ class Triggers:
             self._own_writes.forget(nodeimage.metadata.name)
         self._enqueue_nodeimage(nodeimage)
 
-    def _job_deleted(self, raw: Mapping[str, Any]) -> None:
-        self._owners.job_deleted(raw)
-        uid = str((raw.get("metadata") or {}).get("uid", ""))
+    def _job_deleted(self, job: OwnerKey) -> None:
+        self._owners.job_deleted(job)
+        _, _, uid = job
         if not uid:
             return
         for nodeimage in self._nodeimages.list():

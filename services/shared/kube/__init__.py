@@ -20,6 +20,7 @@ __all__ = [
     "kubeapi",
     "leaderelection",
     "leases",
+    "lightimport",
     "objects",
     "patching",
     "ratelimit",

@@ -97,3 +97,19 @@ def test_after_node_change(node, labels, now, expected):
 def test_after_node_delete_only_with_nodeimage():
     assert triggers.after_node_delete(node=READY_AT_T0, has_nodeimage=True)
     assert not triggers.after_node_delete(node=READY_AT_T0, has_nodeimage=False)
+
+
+def test_node_facts_are_read_from_a_full_node_and_keep_nothing_else():
+    node = {
+        "metadata": {"name": "node-a", "labels": {"zone": "a"}, "deletionTimestamp": "2024-05-01T10:00:00Z"},
+        "status": {
+            "conditions": [
+                {"type": "DiskPressure", "status": "False", "lastTransitionTime": "2024-05-01T09:00:00Z"},
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2024-05-01T10:00:00Z"},
+            ],
+            "images": [{"names": ["nginx:1.25"], "sizeBytes": 70_000_000}],
+        },
+    }
+    facts = NodeFacts.from_node(node)
+    assert facts == NodeFacts(name="node-a", labels={"zone": "a"}, ready=True, ready_since=T0, deleting=True)
+    assert not hasattr(facts, "__dict__"), "a cached Node should be its facts and nothing more"

@@ -1,12 +1,15 @@
-"""Owner existence from the job cache (with a confirming GET only when the cache cannot tell), and job deletion
-enqueuing exactly the NodeImages that name the job."""
+"""Owner existence from the job cache (with a confirming GET only when the cache cannot tell), job deletion
+enqueuing exactly the NodeImages that name the job, and Node events read against the typed NodeImage cache."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.nodeimage_sync.owners import OwnerResolver
+from services.nodeimage_sync.logic.lifecycle import NodeFacts
+from services.nodeimage_sync.logic.spec import OwnerKey
+from services.nodeimage_sync.owners import OwnerResolver, job_identity
 from services.nodeimage_sync.triggering import Triggers
+from services.shared.api.meta import ObjectMeta
 from services.shared.api.nodeimage import NodeImage
 from services.shared.clock import ManualClock
 from services.shared.kube import errors, store, workqueue
@@ -35,8 +38,8 @@ def job(name: str, uid: str) -> dict[str, Any]:
 
 
 def resolver_with(cached: list[dict[str, Any]], live: dict[str, dict[str, Any]], *, fail: bool = False):
-    cache: store.Store[dict[str, Any]] = store.Store()
-    cache.replace(store.entries_of(cached))
+    cache: store.Store[OwnerKey] = store.Store()
+    cache.replace(store.Entry(f"{ns}/{name}", "1", (ns, name, uid)) for ns, name, uid in map(job_identity, cached))
     api = JobsApi(live, fail=fail)
     return OwnerResolver(api, cache), api  # type: ignore[arg-type]
 
@@ -49,7 +52,7 @@ def test_cached_job_with_same_uid_exists_without_a_request():
 
 def test_job_seen_deleted_is_gone_without_a_request():
     resolver, api = resolver_with([], {})
-    resolver.job_deleted(job("a", "u1"))
+    resolver.job_deleted(job_identity(job("a", "u1")))
     assert not resolver.exists(("ns", "a", "u1"))
     assert api.gets == 0
 
@@ -94,7 +97,26 @@ def test_job_deletion_enqueues_exactly_the_nodeimages_naming_it():
     triggers = Triggers(queue=queue, nodeimages=nodeimages, owners=resolver, clock=ManualClock(), creation_delay=30)
     on_delete = triggers.job_handlers().on_delete
     assert on_delete is not None
-    on_delete(job("a", "u1"))
+    on_delete(job_identity(job("a", "u1")))
     taken = sorted(queue.get(timeout=0) or "" for _ in range(len(queue)))
     assert taken == ["n1", "n3"]
     assert not resolver.exists(("ns", "a", "u1"))
+
+
+def test_node_events_queue_only_what_the_nodeimage_cache_says_can_matter():
+    nodeimages: store.Store[NodeImage] = store.Store()
+    labelled = NodeImage(metadata=ObjectMeta(name="n1", labels={"zone": "a"}, resource_version="1"))
+    nodeimages.replace([store.Entry("n1", "1", labelled)])
+    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue()
+    resolver, _ = resolver_with([], {})
+    handlers = Triggers(
+        queue=queue, nodeimages=nodeimages, owners=resolver, clock=ManualClock(), creation_delay=0
+    ).node_handlers()
+    assert handlers.on_add is not None and handlers.on_delete is not None
+    handlers.on_add(NodeFacts(name="n1", labels={"zone": "a"}, ready=True))
+    assert len(queue) == 0, "labels already mirrored"
+    handlers.on_add(NodeFacts(name="n1", labels={"zone": "b"}, ready=True))
+    handlers.on_add(NodeFacts(name="n2", ready=True))
+    assert sorted(queue.get(timeout=0) or "" for _ in range(len(queue))) == ["n1", "n2"]
+    handlers.on_delete(NodeFacts(name="n3"))
+    assert len(queue) == 0, "no NodeImage to delete"

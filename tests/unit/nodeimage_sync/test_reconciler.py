@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
+from services.nodeimage_sync.logic.spec import OwnerKey
 from services.nodeimage_sync.metrics import Metrics
 from services.nodeimage_sync.owners import OwnerResolver
 from services.nodeimage_sync.reconciler import NodeImageReconciler, Timing
@@ -113,7 +114,7 @@ def cached(raws: list[dict[str, Any]], transform: Callable[[objects.RawObject], 
 def reconciler_for(
     api: FakeApi, nodes: list[dict[str, Any]], nodeimages: list[dict[str, Any]], events: Events
 ) -> NodeImageReconciler:
-    jobs: store.Store[dict[str, Any]] = store.Store()
+    jobs: store.Store[OwnerKey] = store.Store()
     return NodeImageReconciler(
         api=api,  # type: ignore[arg-type]
         nodes=cached(nodes, NodeFacts.from_node),
