@@ -70,6 +70,8 @@ class Dispatcher:
         self._enqueue_list_job = enqueue_list_job
         self._lock = threading.Lock()
         self._jobs: dict[str, IndexedJob] = {}
+        self._by_uid: dict[str, IndexedJob] = {}
+        """The same jobs by UID: a reconcile asks for its tags' co-owners' specs on every target node."""
         self._by_pair: dict[tuple[str, str], set[str]] = {}
         self._pods_by_node: dict[str, dict[str, PodPlacement]] = {}
         self.capacity_waiters: Callable[[], set[str]] = set
@@ -109,20 +111,22 @@ class Dispatcher:
         )
         with self._lock:
             previous = self._jobs.pop(key, None)
-            if previous is not None and previous.pair is not None:
-                self._by_pair.get(previous.pair, set()).discard(key)
+            if previous is not None:
+                self._by_uid.pop(previous.uid, None)
+                if previous.pair is not None:
+                    self._by_pair.get(previous.pair, set()).discard(key)
             if not active or job is None:
                 return
             pair = _pair_of(job)
-            self._jobs[key] = IndexedJob(key, job, pair)
+            self._jobs[key] = self._by_uid[job.metadata.uid] = IndexedJob(key, job, pair)
             if pair is not None:
                 self._by_pair.setdefault(pair, set()).add(key)
 
     def specs_by_uid(self, uids: Iterable[str]) -> dict[str, ImagePullJobSpec]:
         """Specs of the indexed (active) jobs with these UIDs; finished or unknown jobs are left out."""
-        wanted = set(uids)
         with self._lock:
-            return {entry.uid: entry.job.spec for entry in self._jobs.values() if entry.uid in wanted}
+            found = ((uid, self._by_uid.get(uid)) for uid in set(uids))
+            return {uid: entry.job.spec for uid, entry in found if entry is not None}
 
     def _job_changed(self, raw: objects.RawObject) -> None:
         key = objects.object_key(raw)
