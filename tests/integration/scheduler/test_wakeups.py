@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import pytest
 
 from localcluster.process import wait_until
-from services.scheduler.app import SchedulerApp
-from services.shared.kube import objects, resources
+from services.shared.kube import resources
 from tests.integration.scheduler import helpers
-from tests.integration.scheduler.conftest import SchedulerFactory
 
+if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
+    from tests.support.scheduler_harness import SchedulerHarness
+
+pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 JOBS = 50
@@ -22,79 +24,49 @@ NODES = 200
 IMAGE = "busybox"
 
 
-def _quiet(app: SchedulerApp, seconds: float = 2.0) -> Counter[str]:
-    """Wait until no reconcile happened for `seconds`; return the counts then."""
-    last = Counter(app.job_reconciler.reconcile_counts)
-    stable_since = time.monotonic()
-
-    def settled() -> bool:
-        nonlocal last, stable_since
-        now = Counter(app.job_reconciler.reconcile_counts)
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        return time.monotonic() - stable_since >= seconds
-
-    wait_until(settled, timeout=120, interval=0.2, what="the scheduler to go quiet")
-    return last
-
-
-def test_one_tag_status_change_reconciles_only_its_job(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
+def test_one_tag_status_change_reconciles_only_its_job(harness: SchedulerHarness) -> None:
+    kube = harness.kube
     with ThreadPoolExecutor(8) as pool:
-        nodes = sorted(pool.map(lambda _: node_images(labels=test_label), range(NODES)))
-    app = scheduler_factory()
-    selector = {"matchLabels": test_label}
+        nodes = sorted(pool.map(lambda _: harness.node(), range(NODES)))
+    app = harness.start()
     for i in range(JOBS):
-        helpers.create_job(kube, kube_namespace, f"j{i}", {"image": f"{IMAGE}:1.{i}", "selector": selector})
+        harness.create_job(f"j{i}", {"image": f"{IMAGE}:1.{i}", "selector": harness.selector})
 
     def all_started() -> bool:
-        return all(helpers.job_status(kube, kube_namespace, f"j{i}").get("active") == 1 for i in range(JOBS))
+        return all(harness.job_status(f"j{i}").get("active") == 1 for i in range(JOBS))
 
     wait_until(all_started, timeout=180, interval=1.0, what="every job to start its first node")
-    before = _quiet(app)
+    before = harness.wait_until_quiet(app)
     time.sleep(3)  # idle: nothing changes, so nothing may be reconciled
     assert Counter(app.job_reconciler.reconcile_counts) == before
 
     helpers.report(kube, nodes[0], IMAGE, "1.0", "Succeeded")
     wait_until(lambda: helpers.tag_entry(kube, nodes[1], IMAGE, "1.0") is not None, timeout=60, what="j0's next node")
-    after = _quiet(app)
+    after = harness.wait_until_quiet(app)
     changed = {key for key in after if after[key] != before[key]}
-    assert changed == {f"{kube_namespace}/j0"}
+    assert changed == {f"{harness.namespace}/j0"}
 
 
-def test_a_pod_change_wakes_only_the_pod_selector_jobs_it_matches(
-    kube: objects.ObjectApi,
-    kube_namespace: str,
-    scheduler_factory: SchedulerFactory,
-    node_images: Callable[..., str],
-    test_label: dict[str, str],
-) -> None:
-    node = node_images()
-    app = scheduler_factory()
+def test_a_pod_change_wakes_only_the_pod_selector_jobs_it_matches(harness: SchedulerHarness) -> None:
+    kube, kube_namespace = harness.kube, harness.namespace
+    node = harness.node(labelled=False)
+    app = harness.start()
     for app_label in ("web", "db"):
         spec = {
             "image": "nginx:1.25",
             "podSelector": {"matchLabels": {"app": app_label}},
             "completionPolicy": {"type": "Never"},
         }
-        helpers.create_job(kube, kube_namespace, app_label, spec)
-    helpers.create_job(
-        kube,
-        kube_namespace,
-        "by-label",
-        {"image": "nginx:1.25", "selector": {"matchLabels": test_label}, "completionPolicy": {"type": "Never"}},
+        harness.create_job(app_label, spec)
+    harness.create_job(
+        "by-label", {"image": "nginx:1.25", "selector": harness.selector, "completionPolicy": {"type": "Never"}}
     )
     wait_until(
-        lambda: all(helpers.job_status(kube, kube_namespace, j) for j in ("web", "db", "by-label")),
+        lambda: all(harness.job_status(j) for j in ("web", "db", "by-label")),
         timeout=60,
         what="all jobs reconciled",
     )
-    before = _quiet(app)
+    before = harness.wait_until_quiet(app)
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -103,6 +75,6 @@ def test_a_pod_change_wakes_only_the_pod_selector_jobs_it_matches(
     }
     kube.create(resources.PODS, body, namespace=kube_namespace)
     wait_until(lambda: helpers.tag_entry(kube, node, "nginx", "1.25") is not None, timeout=60, what="web job starts")
-    after = _quiet(app)
+    after = harness.wait_until_quiet(app)
     changed = {key for key in after if after[key] != before[key]}
     assert changed == {f"{kube_namespace}/web"}
