@@ -176,6 +176,8 @@ class Informer(Generic[T]):
         self._backoff = backoff.Backoff(self._settings.backoff, self._rng)
         self._relisted_at_once = False
         """A 410 was answered by listing again without waiting; cleared once a watch makes progress."""
+        self._unreachable = False
+        """The last failure had no HTTP answer (connection refused, timeout)."""
         self._transform = transform
         self._page_size = page_size
         self.store: store.Store[T] = store.Store()
@@ -254,6 +256,8 @@ class Informer(Generic[T]):
         """
         if self._stopping.is_set():
             return
+        if self._answered_again(error):
+            self._backoff.reset()
         if errors.needs_relist(error) and not self._relisted_at_once:
             logger.info("%r: resourceVersion %s expired (%s); listing again now", self, self.resource_version, error)
             self.resource_version = None
@@ -329,6 +333,17 @@ class Informer(Generic[T]):
                 self._stream = None
             stream.close()
         self._after_clean_end(seconds=time.monotonic() - opened, delivered=delivered)
+
+    def _answered_again(self, error: errors.KubeError) -> bool:
+        """Whether this failure is the apiserver's first answer after it could not be reached.
+
+        After an outage the first answers are often errors (403 until its RBAC cache has loaded, 429, 5xx), and
+        the back-off has grown to its cap while nothing answered: waiting that long again would delay recovery by
+        up to 30 s. The server is back, so the back-off starts over; answers that keep failing grow it again.
+        """
+        unreachable_before = self._unreachable
+        self._unreachable = isinstance(error, errors.TransportError)
+        return unreachable_before and not self._unreachable
 
     def _after_clean_end(self, *, seconds: float, delivered: int) -> None:
         """A watch the server ended at once with nothing in it is a failure in disguise: back off, don't spin."""

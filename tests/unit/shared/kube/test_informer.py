@@ -228,6 +228,21 @@ def test_a_watch_that_ends_at_once_without_events_backs_off_instead_of_spinning(
     assert all(gap >= 0.29 for gap in gaps[:2])
 
 
+def test_the_first_answer_after_an_outage_restarts_the_back_off(run):
+    api, log = ScriptedApi(), Log()
+    api.lists.put(objects.ObjectList([], "1"))
+    for _ in range(5):
+        api.watches.put(errors.TransportError("connection refused"))
+    api.watches.put(errors.Forbidden("RBAC not ready", code=403))
+    api.watches.put(event("ADDED", cm("a", "2")))
+    growing = informer.InformerSettings(backoff=backoff.BackoffPolicy(initial=0.05, factor=2.0, cap=10.0, jitter=0.0))
+    run(api, log, growing)
+    wait_until(lambda: ("add", "a", "2") in log.snapshot(), timeout=WAIT, what="the event after the outage")
+    gaps = [later - earlier for earlier, later in zip(api.watched_at, api.watched_at[1:], strict=False)]
+    assert gaps[4] >= 0.75  # five refusals grew the wait to 0.8 s before the apiserver answered (403)
+    assert gaps[5] < 0.75  # after that answer it started over from 0.05 s instead of waiting 1.6 s
+
+
 def parsed_size(obj: dict[str, Any]) -> tuple[str, int]:
     """A transform keeping only a ConfigMap's name and the integer in its `size` key (refusing anything else)."""
     return obj["metadata"]["name"], int(obj["data"]["size"])
