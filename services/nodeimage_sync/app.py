@@ -41,6 +41,7 @@ from services.nodeimage_sync.settings import PROG, Settings
 from services.nodeimage_sync.triggering import Triggers
 from services.shared import clock as shared_clock
 from services.shared import leadership, observability
+from services.shared.api import constants
 from services.shared.api.nodeimage import NodeImage
 from services.shared.auth import interceptor as auth_interceptor
 from services.shared.auth import subjectaccess, tokenreview
@@ -108,7 +109,11 @@ class App:
             self.api, resources.NODES, label_selector=selector, transform=NodeFacts.from_node
         )
         self.nodeimages = informer.Informer(
-            self.api, resources.NODE_IMAGES, label_selector=selector, transform=NodeImage.from_dict
+            self.api,
+            resources.NODE_IMAGES,
+            label_selector=selector,
+            transform=NodeImage.from_dict,
+            page_size=constants.NODE_IMAGE_LIST_PAGE_SIZE,
         )
         self.jobs = informer.Informer(self.api, resources.IMAGE_PULL_JOBS, transform=job_identity)
         self.owners = OwnerResolver(self.api, self.jobs.store)
