@@ -25,7 +25,7 @@ import pstats
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from services.scheduler import dispatcher as dispatcher_module
@@ -36,7 +36,7 @@ from services.scheduler.view import ClusterView
 from services.shared.api import constants, imageref
 from services.shared.api.imagepulljob import ImagePullJob
 from services.shared.api.nodeimage import NodeImage
-from services.shared.kube import informer, objects, resources, store
+from services.shared.kube import informer, resources, store
 
 SIZES = (1000, 3000)
 OTHER_JOBS = 200
@@ -178,8 +178,13 @@ def build(count: int, other_jobs: int) -> Scenario:
     expectations = expectations_module.Expectations(timeout_seconds=30.0)
     dispatcher = dispatcher_module.Dispatcher(view, expectations, lambda _key: None, lambda _key: None)
     for other in range(other_jobs):
-        dispatcher.index(f"bench/job-{other + 1}", ImagePullJob.from_dict(_job_body(f"uid-other-{other}", f"bench/other-{other}:v1", other + 1, None)))
-    unstarted = ImagePullJob.from_dict(_job_body(JOB_UID, IMAGE, 0, {"startTime": "2026-01-01T11:00:00Z", "desired": 0}))
+        dispatcher.index(
+            f"bench/job-{other + 1}",
+            ImagePullJob.from_dict(_job_body(f"uid-other-{other}", f"bench/other-{other}:v1", other + 1, None)),
+        )
+    unstarted = ImagePullJob.from_dict(
+        _job_body(JOB_UID, IMAGE, 0, {"startTime": "2026-01-01T11:00:00Z", "desired": 0})
+    )
     targeted = targets.select_targets(unstarted.spec, "bench", view.node_image_map(), [])
     settled = job_status.observe(unstarted, targets=targeted, image=entry.image, tag=entry.tag, now=NOW)
     raw_status = settled.status.to_dict()
@@ -218,7 +223,7 @@ def decision(scenario: Scenario, clock: Callable[[], float] | None = None) -> di
     chosen = rollout.choose_nodes(observation.not_synced, free)
     lap("choose")
     chosen += stalepolicies.stale_policy_nodes(
-        job, chosen_targets, entry.image, entry.tag, scenario.dispatcher.specs_by_uid, exclude=set(chosen)
+        job, observation.owned, scenario.dispatcher.specs_by_uid, exclude=set(chosen)
     )
     lap("stale policies")
     changed = observation.status.to_dict() != scenario.raw_status

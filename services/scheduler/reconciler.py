@@ -37,7 +37,7 @@ from typing import Any
 from services.scheduler import dispatcher as dispatcher_module
 from services.scheduler import expectations as expectations_module
 from services.scheduler import jobmetadata, tracecontext, writepool
-from services.scheduler.logic import completion, inflight, rollout, tagentries, tagpolicy, targets
+from services.scheduler.logic import completion, inflight, rollout, stalepolicies, tagentries, tagpolicy, targets
 from services.scheduler.logic import status as job_status
 from services.scheduler.logic.labels import UnknownOperatorError
 from services.scheduler.metrics import SchedulerMetrics
@@ -235,7 +235,6 @@ class JobReconciler:
                 key,
                 job,
                 observation=observation,
-                nodes=chosen_targets,
                 entry=entry,
                 now=now,
                 alongside=(status_write,) if status_changed else (),
@@ -263,7 +262,6 @@ class JobReconciler:
         job: ImagePullJob,
         *,
         observation: job_status.Observation,
-        nodes: Sequence[NodeImage],
         entry: imageref.NodeImageEntry,
         now: datetime,
         alongside: Sequence[Callable[[], None]] = (),
@@ -282,7 +280,9 @@ class JobReconciler:
             if self._capped:
                 self._wait_for_capacity(key, blocked=free < len(observation.not_synced))
             chosen = rollout.choose_nodes(observation.not_synced, free)
-            chosen += self._stale_policies(job, nodes, entry.image, entry.tag, exclude=set(chosen))
+            chosen += stalepolicies.stale_policy_nodes(
+                job, observation.owned, self._dispatcher.specs_by_uid, exclude=set(chosen)
+            )
             refs = _secret_refs(job)
             self._writes.run_all(
                 [
@@ -311,22 +311,6 @@ class JobReconciler:
             status=True,
         )
         self._expect_job(key, written)
-
-    def _stale_policies(
-        self, job: ImagePullJob, nodes: Sequence[NodeImage], image: str, tag: str, *, exclude: set[str]
-    ) -> list[str]:
-        """Targets whose tag entry (owned by this job) must take its owners' current pull policy."""
-        stale = []
-        for node in nodes:
-            if node.metadata.name in exclude:
-                continue
-            owners = _owner_uids(node, image, tag)
-            if job.metadata.uid not in owners:
-                continue
-            specs = {**self._dispatcher.specs_by_uid(owners), job.metadata.uid: job.spec}
-            if tagentries.needs_policy_update(node, image, tag, job.metadata.uid, specs):
-                stale.append(node.metadata.name)
-        return stale
 
     def _wait_for_capacity(self, key: str, *, blocked: bool) -> None:
         with self._lock:

@@ -22,17 +22,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from services.scheduler.logic import tagpolicy
 from services.shared.api.conditions import Condition, ConditionStatus, ConditionType, set_condition
 from services.shared.api.imagepulljob import ImagePullJob, ImagePullJobStatus, NodeFailure
-from services.shared.api.nodeimage import ImagePullPhase, ImageTagStatus, NodeImage
+from services.shared.api.nodeimage import ImagePullPhase, ImageTagSpec, ImageTagStatus, NodeImage
 
 __all__ = [
     "MESSAGE_COMPLETED",
     "MESSAGE_DEADLINE",
     "MESSAGE_NO_PROGRESS",
     "Observation",
+    "OwnedEntry",
     "observe",
     "progress_message",
 ]
@@ -48,6 +50,13 @@ REASON_DEADLINE = "DeadlineExceeded"
 NOT_RESPONDING_MESSAGE = "node has not responded for a long time"
 
 
+class OwnedEntry(NamedTuple):
+    """A target whose tag entry for the job's (image, tag) this job owns, with that entry."""
+
+    node: str
+    entry: ImageTagSpec
+
+
 @dataclass(frozen=True)
 class Observation:
     """The job's new status and which targets still need their tag entry written."""
@@ -57,6 +66,9 @@ class Observation:
     """Target names whose tag entry (or secret references) this job must still write, sorted."""
     finished_now: bool
     """True when this observation finishes the job (completionTime newly set)."""
+    owned: tuple[OwnedEntry, ...] = ()
+    """The targets whose entry this job owns, in target order: found while counting, so that the stale-policy
+    scan (`stalepolicies`) need not look every target's entry up again."""
 
 
 @dataclass
@@ -65,7 +77,8 @@ class _Tally:
     failed: list[tuple[str, ImageTagStatus | None]]
     pulling: list[str]
     not_synced: list[str]
-    uncounted: list[str]
+    """Also the targets counted nowhere (what a passed deadline fails as "not started")."""
+    owned: list[OwnedEntry]
 
 
 def progress_message(desired: int, succeeded: int, failed: int) -> str:
@@ -109,19 +122,22 @@ def observe(
         conditions=_conditions(job, finished=finished, deadline=False, failures=failures, now=now, progress=done),
         extra=previous.extra if previous else {},
     )
-    return Observation(status, tuple(sorted(set(tally.not_synced))), finished)
+    return Observation(status, tuple(sorted(set(tally.not_synced))), finished, tuple(tally.owned))
 
 
 def _tally(uid: str, targets: Sequence[NodeImage], image: str, tag: str) -> _Tally:
+    """Sort the targets into the counters. Runs over every target on every reconcile of the job (each status
+    change of a target wakes it), so it looks each entry up once, with plain loops rather than generators."""
     tally = _Tally([], [], [], [], [])
     for node in targets:
         name = node.metadata.name
-        image_spec = (node.spec.images or {}).get(image)
-        entry = next((t for t in image_spec.tags if t.tag == tag), None) if image_spec else None
-        if entry is None or not any(owner.uid == uid for owner in entry.owner_references or ()):
+        images = node.spec.images
+        image_spec = images.get(image) if images else None
+        entry = _tag_spec(image_spec.tags, tag) if image_spec else None
+        if entry is None or not _owned_by(entry, uid):
             tally.not_synced.append(name)
-            tally.uncounted.append(name)
             continue
+        tally.owned.append(OwnedEntry(name, entry))
         status = _status_entry(node, image, tag)
         if status is None or status.version != entry.version:
             tally.pulling.append(name)
@@ -134,10 +150,29 @@ def _tally(uid: str, targets: Sequence[NodeImage], image: str, tag: str) -> _Tal
     return tally
 
 
+def _tag_spec(tags: Sequence[ImageTagSpec], tag: str) -> ImageTagSpec | None:
+    for each in tags:
+        if each.tag == tag:
+            return each
+    return None
+
+
+def _owned_by(entry: ImageTagSpec, uid: str) -> bool:
+    for owner in entry.owner_references or ():  # noqa: SIM110 -- any() over a generator costs several times more
+        if owner.uid == uid:
+            return True
+    return False
+
+
 def _status_entry(node: NodeImage, image: str, tag: str) -> ImageTagStatus | None:
-    statuses = (node.status.image_statuses or {}) if node.status else {}
-    image_status = statuses.get(image)
-    return next((t for t in image_status.tags if t.tag == tag), None) if image_status else None
+    statuses = node.status.image_statuses if node.status else None
+    image_status = statuses.get(image) if statuses else None
+    if image_status is None:
+        return None
+    for each in image_status.tags:
+        if each.tag == tag:
+            return each
+    return None
 
 
 def _failure(node: str, entry: ImageTagStatus | None) -> NodeFailure:
@@ -157,7 +192,7 @@ def _deadline_observation(
     ]
     failures += [
         NodeFailure(node=node, reason=REASON_DEADLINE, message=f"not started when the {deadline}s deadline passed")
-        for node in dict.fromkeys(tally.uncounted)
+        for node in dict.fromkeys(tally.not_synced)
     ]
     previous = job.status
     status = ImagePullJobStatus(

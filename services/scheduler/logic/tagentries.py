@@ -33,7 +33,14 @@ from services.shared.api.nodeimage import (
 )
 from services.shared.api.pulloptions import SandboxConfig
 
-__all__ = ["TagRequest", "missing_secret_refs", "needs_policy_update", "plan_image_spec", "status_version"]
+__all__ = [
+    "TagRequest",
+    "missing_secret_refs",
+    "needs_policy_update",
+    "owners_limits",
+    "plan_image_spec",
+    "status_version",
+]
 
 
 @dataclass(frozen=True)
@@ -145,10 +152,21 @@ def needs_policy_update(
     owner_uids = [owner.uid for owner in entry.owner_references or ()]
     if uid not in owner_uids:
         return False
-    known = [owner_specs[each] for each in owner_uids if each in owner_specs]
-    floor = entry.pull_policy if len(known) < len(owner_uids) else None
-    wanted = tagpolicy.generous_limits(known, floor)
+    wanted = owners_limits(owner_uids, owner_specs, entry.pull_policy)
     return (entry.pull_policy.timeout_seconds, entry.pull_policy.backoff_limit) != wanted
+
+
+def owners_limits(
+    owner_uids: Sequence[str], owner_specs: Mapping[str, ImagePullJobSpec], current: ImageTagPullPolicy | None
+) -> tuple[int, int]:
+    """The (timeout, backoff) a tag entry owned by `owner_uids` should carry: the most generous owner's.
+
+    Owners missing from `owner_specs` (finished, or not in our cache yet) keep `current` as a floor: we cannot
+    tell what they asked for, and lowering a limit under a running pull of theirs would cut it short.
+    """
+    known = [owner_specs[each] for each in owner_uids if each in owner_specs]
+    floor = current if len(known) < len(owner_uids) else None
+    return tagpolicy.generous_limits(known, floor)
 
 
 def _follow_owners(
@@ -158,9 +176,7 @@ def _follow_owners(
     owner_uids = [owner.uid for owner in entry.owner_references or ()]
     if joining:
         owner_uids.append(request.owner.uid)
-    known = [owner_specs[uid] for uid in owner_uids if uid in owner_specs]
-    floor = entry.pull_policy if len(known) < len(owner_uids) else None
-    timeout, backoff = tagpolicy.generous_limits(known, floor)
+    timeout, backoff = owners_limits(owner_uids, owner_specs, entry.pull_policy)
     policy = entry.pull_policy or request.new_policy
     if (policy.timeout_seconds, policy.backoff_limit) != (timeout, backoff):
         policy = dataclasses.replace(policy, timeout_seconds=timeout, backoff_limit=backoff)
