@@ -13,16 +13,23 @@ estimated from the lengths of the strings it holds plus a fixed per-image overhe
 Each image is normalized once when reported (`logic.presence.keys_of`) and indexed by every reference and digest
 it answers to, so a query costs one dictionary lookup per node. Thread-safe: reports arrive on gRPC worker
 threads while queries run on others.
+
+Nodes hold the same images: a base image, the platform's daemons, the images prepull itself puts everywhere.
+Equal images are one object cluster-wide (normalized once), and nodes reporting the same set of images share
+its maps (`canonical`): at 1,000 nodes with 200 images each, per-node copies were most of nodeimage_sync's
+memory. The memory metric still counts each node's images as if held alone: it bounds what one node can cost.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from services.nodeimage_sync.logic import presence
+from services.shared.canonical import Canonical
 from services.shared.clock import Clock
 
 PER_IMAGE_OVERHEAD_BYTES = 1100
@@ -75,12 +82,48 @@ def indexed(
     `known` holds keys already computed for unchanged images (a delta), so only new images are normalized.
     """
     previous = known or {}
-    keys = {digest: previous.get(digest) or presence.keys_of(image) for digest, image in images.items()}
+    shared = _SHARED_SETS.get(frozenset(map(id, images.values())), functools.partial(_image_set, images, previous))
+    return NodeInventory(
+        node=node,
+        sequence=sequence,
+        reported_at=reported_at,
+        images=shared.images,
+        keys=shared.keys,
+        index=shared.index,
+    )
+
+
+@dataclass(frozen=True)
+class _ImageSet:
+    """The maps of one set of images, shared by every node that reported exactly that set."""
+
+    images: Mapping[str, presence.InventoryImage]
+    keys: Mapping[str, presence.ImageKeys]
+    index: Mapping[str, str]
+
+
+def _image_set(images: Mapping[str, presence.InventoryImage], known: Mapping[str, presence.ImageKeys]) -> _ImageSet:
+    keys = {digest: known.get(digest) or _keys_of(image) for digest, image in images.items()}
     index: dict[str, str] = {}
     for digest in sorted(keys, reverse=True):
         index.update(dict.fromkeys(keys[digest].references, digest))
         index.update(dict.fromkeys(keys[digest].digests, digest))
-    return NodeInventory(node=node, sequence=sequence, reported_at=reported_at, images=images, keys=keys, index=index)
+    return _ImageSet(images=dict(images), keys=keys, index=index)
+
+
+def _keys_of(image: presence.InventoryImage) -> presence.ImageKeys:
+    """`presence.keys_of`, computed once per distinct image however many nodes hold it."""
+    return _SHARED_KEYS.get(_identity(image), functools.partial(presence.keys_of, image))
+
+
+def _identity(image: presence.InventoryImage) -> tuple[str, tuple[str, ...], tuple[str, ...], int]:
+    return (image.digest, image.repo_tags, image.repo_digests, image.size_bytes)
+
+
+_SHARED_IMAGES: Canonical[tuple[str, tuple[str, ...], tuple[str, ...], int], presence.InventoryImage] = Canonical()
+_SHARED_KEYS: Canonical[tuple[str, tuple[str, ...], tuple[str, ...], int], presence.ImageKeys] = Canonical()
+_SHARED_SETS: Canonical[frozenset[int], _ImageSet] = Canonical()
+"""Keyed by the identities of shared images, which the set's maps keep alive while the entry exists."""
 
 
 @dataclass(frozen=True)
@@ -208,11 +251,12 @@ class InventoryStore:
             return Totals(nodes=len(self._nodes), images=images, memory_bytes=sum(self._memory.values()))
 
     def _bounded(self, image: presence.InventoryImage) -> presence.InventoryImage:
+        """`image` within the name bound, as the one object all nodes holding it share."""
         tags = image.repo_tags[: self._max_names]
         digests = image.repo_digests[: max(self._max_names - len(tags), 0)]
-        if (tags, digests) == (image.repo_tags, image.repo_digests):
-            return image
-        return replace(image, repo_tags=tags, repo_digests=digests)
+        if (tags, digests) != (image.repo_tags, image.repo_digests):
+            image = replace(image, repo_tags=tags, repo_digests=digests)
+        return _SHARED_IMAGES.get(_identity(image), lambda: image)
 
     def _check_size(self, node: str, count: int) -> None:
         if count > self._max_images:

@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Final, Self, TypeVar
 
 from services.shared.api import timefmt
+from services.shared.canonical import Canonical
 
 __all__ = [
     "ALWAYS_WRITTEN",
@@ -91,7 +92,7 @@ class WireObject:
     """Keys of this JSON object that no attribute models, written back unchanged by `to_dict`."""
 
     SHARED: ClassVar[bool] = False
-    """Decoded values of this type are shared: equal ones decode to one object (see `_SharedValues`). Set on
+    """Decoded values of this type are shared: equal ones decode to one object (`canonical`). Set on
     small value types that repeat across objects (a job's owner reference is on every node's NodeImage)."""
 
     @classmethod
@@ -177,58 +178,9 @@ _NO_EXTRA: Final[Mapping[str, Any]] = types.MappingProxyType({})
 """Shared by every decoded object without unmodelled keys: thousands of cached objects need no empty dict each."""
 
 
-class _SharedValues:
-    """One object per distinct value of the `SHARED` types (and per tuple of them), so a cache of thousands of
-    NodeImages holds each job's owner reference, trace context and pull policy once, not once per node: about
-    40 % of a tag entry.
-
-    Values are looked up by their fields, so only types whose fields are all hashable may be `SHARED`. The
-    table holds what it shares; values nobody else holds any more are dropped whenever the table has doubled
-    since the last sweep, so it stays proportional to what is alive. Threads may race on a lookup: the loser
-    just keeps an equal, unshared value.
-    """
-
-    _FIRST_SWEEP = 4096
-    _HELD_BY_SWEEP = 4
-    """References to a value during a sweep when nothing else holds it: the table's, the iteration's
-    variable and the view item being looked at, and `sys.getrefcount`'s argument."""
-
-    def __init__(self) -> None:
-        self._table: dict[tuple[Any, ...], Any] = {}
-        self._sweep_at = self._FIRST_SWEEP
-
-    def value(self, cls: type[_T], values: dict[str, Any]) -> _T:
-        """The shared `cls(**values)` (with no unmodelled keys)."""
-        key = (cls, *values.items())
-        found = self._table.get(key)
-        if found is None:
-            found = self._remember(key, cls(**values, extra=_NO_EXTRA))
-        return found  # type: ignore[no-any-return]
-
-    def sequence(self, items: list[Any]) -> tuple[Any, ...]:
-        """The shared tuple of these (already shared) values; their identities are their keys."""
-        key = (tuple, *map(id, items))
-        found = self._table.get(key)
-        if found is None:
-            found = self._remember(key, tuple(items))
-        return found  # type: ignore[no-any-return]
-
-    def _remember(self, key: tuple[Any, ...], value: Any) -> Any:
-        remembered = self._table.setdefault(key, value)
-        if len(self._table) >= self._sweep_at:
-            self._sweep()
-        return remembered
-
-    def _sweep(self) -> None:
-        alive = {key: value for key, value in self._table.items() if sys.getrefcount(value) > self._HELD_BY_SWEEP}
-        self._table = alive
-        self._sweep_at = max(self._FIRST_SWEEP, 2 * len(alive))
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-
-_SHARED = _SharedValues()
+_SHARED: Final[Canonical[tuple[Any, ...], Any]] = Canonical()
+"""Decoded values of the `SHARED` types, keyed by type and fields, and tuples of them, keyed by their items'
+identities (shared items, so equal tuples hold the same objects)."""
 
 
 def _decoder(annotation: Any) -> _Decoder:
@@ -279,7 +231,7 @@ def _decode_object(cls: type[_T], data: Any) -> _T:
             raise invalid.under("." + json_name) from None
     if len(values) == len(data):
         if cls.SHARED:
-            return _SHARED.value(cls, values)
+            return _SHARED.get((cls, *values.items()), lambda: cls(**values, extra=_NO_EXTRA))  # type: ignore[no-any-return]
         return cls(**values, extra=_NO_EXTRA)
     known = _known_names(cls)
     extra = {key: copy.deepcopy(value) for key, value in data.items() if key not in known}
@@ -327,7 +279,9 @@ def _list_decoder(item: Any) -> _Decoder:
                 decoded.append(decode_item(element))
             except _DecodeError as invalid:
                 raise invalid.under(f"[{index}]") from None
-        return _SHARED.sequence(decoded) if shares else tuple(decoded)
+        if shares:
+            return _SHARED.get((tuple, *map(id, decoded)), lambda: tuple(decoded))  # type: ignore[no-any-return]
+        return tuple(decoded)
 
     shares = isinstance(item, type) and issubclass(item, WireObject) and item.SHARED
     return decode_list

@@ -60,6 +60,26 @@ def test_bounds_refuse_too_many_images_and_cut_names():
     assert node.images[A].repo_tags == ("a:1", "a:2") and node.images[A].repo_digests == ()
 
 
+def test_nodes_with_equal_images_share_them_and_a_change_on_one_leaves_the_others_alone():
+    inventories = a_store()
+    copy_of_nginx = InventoryImage(digest=A, repo_tags=("docker.io/library/nginx:1.25",), size_bytes=100)
+    inventories.apply_snapshot("n1", 1, [NGINX, REDIS])
+    inventories.apply_snapshot("n2", 1, [REDIS, copy_of_nginx])
+    inventories.apply_snapshot("n3", 1, [NGINX])
+
+    def of(node: str) -> inventory.NodeInventory:
+        found = inventories.get(node)
+        assert found is not None
+        return found
+
+    assert of("n1").images is of("n2").images and of("n1").index is of("n2").index
+    assert of("n3").images[A] is of("n1").images[A]
+    inventories.apply_delta("n2", 2, upserted=[], removed_digests=[B])
+    assert (set(of("n1").images), set(of("n2").images)) == ({A, B}, {A})
+    query = presence.Query(normalized="docker.io/library/redis:7", reference="docker.io/library/redis:7")
+    assert (of("n1").find(query), of("n2").find(query)) == (REDIS, None)
+
+
 def test_memory_is_measured_and_released():
     inv = a_store()
     inv.apply_snapshot("n1", 1, [NGINX, REDIS])
