@@ -76,6 +76,14 @@ class Expectations:
                 pending.waiters.add(waiter)
             return False
 
+    def pending_keys(self, prefix: str) -> list[str]:
+        """The keys under `prefix` with a write recorded and not yet released (a snapshot, expired ones included).
+
+        A reconcile checks only these of its targets with `satisfied`, instead of taking the lock per target.
+        """
+        with self._lock:
+            return [key for key in self._pending if key.startswith(prefix)]
+
     def any_pending(
         self, prefix: str, waiter: Hashable, now: float, cached_version: Callable[[str], str | None]
     ) -> bool:

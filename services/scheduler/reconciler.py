@@ -93,6 +93,8 @@ class JobReconciler:
         """With cluster or registry caps, one job at a time counts pulls in flight and starts nodes."""
         self._capped = settings.max_pulls_in_flight > 0 or settings.max_pulls_in_flight_per_registry > 0
         self._capacity_waiters: set[str] = set()
+        self._in_flight = inflight.InFlightCounter()
+        """Pulls in flight over every NodeImage, for the caps; used under `_caps_lock`."""
         self._writes = writepool.WritePool(settings.nodeimage_write_workers)
         self._traces = tracecontext.JobTraces()
         self.reconcile_counts: collections.Counter[str] = collections.Counter()
@@ -214,11 +216,8 @@ class JobReconciler:
         except UnknownOperatorError as error:
             self._recorder.warning(raw, reason="InvalidSelector", message=str(error))
             return None
-        mono = self._clock.monotonic()
-        for node in chosen_targets:
-            name = dispatcher_module.node_image_key(node.metadata.name)
-            if not self._expectations.satisfied(name, node.metadata.resource_version, mono, waiter=key):
-                return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
+        if not self._targets_caught_up(key, chosen_targets):
+            return controller.Result(requeue_after=self._settings.nodeimage_expectation_requeue_seconds)
         if job.status is None:
             self._check_secrets(raw, job)
         observation = job_status.observe(job, targets=chosen_targets, image=entry.image, tag=entry.tag, now=now)
@@ -255,6 +254,21 @@ class JobReconciler:
             self._settings.minimum_deadline_requeue_seconds,
         )
         return None if requeue is None else controller.Result(requeue_after=requeue)
+
+    def _targets_caught_up(self, key: str, nodes: Sequence[NodeImage]) -> bool:
+        """False while a target's cached NodeImage lacks a write of ours (`key` is then released with that write).
+
+        Only the targets with a write pending are checked, in target order: taking the expectations' lock once
+        per target cost 1.5 ms of every reconcile at 3,000 nodes, nearly always to find nothing pending.
+        """
+        prefix = dispatcher_module.node_image_key("")
+        pending = {name.removeprefix(prefix) for name in self._expectations.pending_keys(prefix)}
+        mono = self._clock.monotonic()
+        return not pending or all(
+            self._expectations.satisfied(prefix + node.metadata.name, node.metadata.resource_version, mono, waiter=key)
+            for node in nodes
+            if node.metadata.name in pending
+        )
 
     def _start_nodes(
         self,
@@ -334,7 +348,7 @@ class JobReconciler:
         settings = self._settings
         if not self._capped:
             return rollout.slots(job.spec.parallelism, active)
-        counted = inflight.count_in_flight(self._view.node_images.all())
+        counted = self._in_flight.count(self._view.node_images.all())
         return rollout.slots(
             job.spec.parallelism,
             active,

@@ -67,10 +67,10 @@ def one_by_one(j: ImagePullJob, targets: list[NodeImage], specs: Specs) -> list[
 def test_observe_returns_the_entries_the_job_owns_in_target_order() -> None:
     targets = nodes()
     observation = job_status.observe(job(), targets=targets, image="nginx", tag="1.25", now=at(10))
-    names = [owned.node for owned in observation.owned]
+    names = [name for name, _ in observation.owned]
     assert names == [n.metadata.name for n in targets if n.metadata.name not in ("h-foreign", "i-no-entry")]
     first = targets[0].spec.images
-    assert first is not None and observation.owned[0].entry == first["nginx"].tags[0]
+    assert first is not None and observation.owned[0][1] == first["nginx"].tags[0]
 
 
 @pytest.mark.parametrize("own", [{}, {"timeoutSeconds": 60}, {"timeoutSeconds": 900, "backoffLimit": 5}])
