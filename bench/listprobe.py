@@ -1,10 +1,11 @@
 """How long the apiserver takes to serve the list request an informer of ours starts with.
 
-The services' informers list NodeImages in pages (`limit`, no `resourceVersion`: a consistent read, which
-this apiserver serves from etcd) and give each page the client's read timeout (30 s); the pullers do the same
-with a field selector on their own name. When one page takes longer than that, the informer never syncs and
-the service never becomes ready. The probe times exactly that request as the admin, and, for comparison,
-the same list from the apiserver's watch cache (`resourceVersion=0`).
+The services' informers list NodeImages in pages (`limit` of `constants.NODE_IMAGE_LIST_PAGE_SIZE`, no
+`resourceVersion`: a consistent read, which this apiserver serves from etcd) and give each page the client's
+read timeout (30 s); the pullers do the same with a field selector on their own name. When one page takes
+longer than that, the informer never syncs and the service never becomes ready. The probe times exactly that
+request as the admin, and, for comparison, the same list from the apiserver's watch cache (`resourceVersion=0`,
+which ignores `limit` and sends every object at once).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
 
-from services.shared.kube import client, kubeapi
+from services.shared.api import constants
+from services.shared.kube import client
 
 GROUP, VERSION = "prepull.io", "v1beta1"
 SERVICE_READ_TIMEOUT = client.ClientSettings().read_timeout
-PAGE_SIZE = kubeapi.DEFAULT_PAGE_SIZE
+PAGE_SIZE = constants.NODE_IMAGE_LIST_PAGE_SIZE
 
 
 @dataclass(frozen=True)
