@@ -49,6 +49,15 @@ def test_list_reads_every_page_with_selectors(control_plane: ControlPlane, kube_
         assert [o["metadata"]["name"] for o in odd.items] == ["cm-3"]
 
 
+def test_list_pages_come_in_the_size_asked_for_with_the_snapshot_resource_version(kube_api, kube_namespace):
+    for i in range(5):
+        kube_api.create(CM, a_config_map(f"page-{i}", paged="yes"), namespace=kube_namespace)
+    pages = list(kube_api.list_pages(CM, namespace=kube_namespace, label_selector="paged", page_size=2))
+    assert [len(page.items) for page in pages] == [2, 2, 1]
+    assert len({page.resource_version for page in pages}) == 1
+    assert sorted(o["metadata"]["name"] for page in pages for o in page.items) == [f"page-{i}" for i in range(5)]
+
+
 def test_patch_with_a_stale_resource_version_conflicts(kube_api, kube_namespace):
     created = kube_api.create(CM, a_config_map("rv"), namespace=kube_namespace)
     rv = created["metadata"]["resourceVersion"]

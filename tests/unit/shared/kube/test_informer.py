@@ -67,8 +67,10 @@ class ScriptedApi:
         self.watches: queue.Queue[bytes | Exception] = queue.Queue()
         self.watched_from: list[str | None] = []
         self.watched_at: list[float] = []
+        self.page_sizes: list[int | None] = []
 
     def list_pages(self, resource: resources.Resource, **kwargs: Any) -> Iterator[objects.ObjectList]:
+        self.page_sizes.append(kwargs.get("page_size"))
         answer: objects.ObjectList = _answer(self.lists)
         yield answer
 
@@ -257,7 +259,9 @@ def test_a_transform_stores_and_delivers_what_it_made_and_leaves_out_what_it_ref
         + event("MODIFIED", cm("bad", "5", size="7"))
     )
     heard: list[tuple[str, object]] = []
-    watcher = informer.Informer(api, resources.CONFIG_MAPS, namespace="ns", settings=FAST, transform=parsed_size)
+    watcher = informer.Informer(
+        api, resources.CONFIG_MAPS, namespace="ns", settings=FAST, transform=parsed_size, page_size=20
+    )
     watcher.add_handlers(
         informer.Handlers(
             on_add=lambda item: heard.append(("add", item)),
@@ -272,6 +276,7 @@ def test_a_transform_stores_and_delivers_what_it_made_and_leaves_out_what_it_ref
         watcher.stop()
     assert heard == [("add", ("a", 3)), ("add", ("b", 5)), ("delete", ("a", 3)), ("add", ("bad", 7))]
     assert sorted(watcher.store.list()) == [("b", 5), ("bad", 7)]
+    assert api.page_sizes == [20]
 
 
 def test_managed_fields_never_reach_the_store():
