@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.controlplane_fixtures",
     "tests.support.node_fixtures",
     "tests.support.api_fixtures",
+    "tests.support.scheduler_harness",
 ]

@@ -6,9 +6,8 @@ fixtures of `tests/integration/scheduler/conftest.py`, which this bundles and do
 creates jobs in its namespace aimed at its labelled nodes and reads their statuses. `SchedulerHarness` holds
 those pieces and says those steps once, so a test states only what is particular to it.
 
-A test module under tests/integration/scheduler loads it with `pytest_plugins = ["tests.support.scheduler_harness"]`
-and its tests take `harness: SchedulerHarness`; the module imports `SchedulerHarness` only for type checking, as
-a plugin imported before pytest loads it is not assertion-rewritten (a warning, so an error under this suite).
+The root conftest loads it as a plugin (so its asserts are rewritten); tests under tests/integration/scheduler,
+where the fixtures it bundles live, take `harness: SchedulerHarness`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ NodeImage's next write will carry, before any event for it exists; the test then
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,11 +19,8 @@ from localcluster.process import wait_until
 from services.scheduler.dispatcher import node_image_key
 from services.shared.kube import patching, resources
 from tests.integration.scheduler import helpers
+from tests.support.scheduler_harness import SchedulerHarness
 
-if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
-    from tests.support.scheduler_harness import SchedulerHarness
-
-pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 IMAGE, TAG = "busybox", "1.36"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -10,11 +10,8 @@ from localcluster.process import wait_until
 from services.shared.api import constants
 from services.shared.kube import objects, resources
 from tests.integration.scheduler import helpers
+from tests.support.scheduler_harness import SchedulerHarness
 
-if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
-    from tests.support.scheduler_harness import SchedulerHarness
-
-pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 TIMEOUT = helpers.TIMEOUT

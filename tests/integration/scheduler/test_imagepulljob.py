@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
 from localcluster.controlplane import ControlPlane
@@ -11,11 +9,8 @@ from localcluster.process import wait_until
 from services.shared.api import constants
 from services.shared.kube import objects, resources
 from tests.integration.scheduler import helpers
+from tests.support.scheduler_harness import SchedulerHarness
 
-if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
-    from tests.support.scheduler_harness import SchedulerHarness
-
-pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 IMAGE, TAG = "nginx", "1.25"

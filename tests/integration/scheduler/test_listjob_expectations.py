@@ -9,19 +9,14 @@ completion) while its children change rapidly; the scheduler must not have one C
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
 from localcluster.process import wait_until
 from services.scheduler.app import SchedulerApp
 from services.shared.kube import objects
 from tests.integration.scheduler import helpers
+from tests.support.scheduler_harness import SchedulerHarness
 
-if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
-    from tests.support.scheduler_harness import SchedulerHarness
-
-pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 120.0

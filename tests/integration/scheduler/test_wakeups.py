@@ -5,18 +5,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import pytest
 
 from localcluster.process import wait_until
 from services.shared.kube import resources
 from tests.integration.scheduler import helpers
+from tests.support.scheduler_harness import SchedulerHarness
 
-if TYPE_CHECKING:  # loaded by pytest as the plugin below: importing it first would skip its assertion rewriting
-    from tests.support.scheduler_harness import SchedulerHarness
-
-pytest_plugins = ["tests.support.scheduler_harness"]
 pytestmark = pytest.mark.integration
 
 JOBS = 50
