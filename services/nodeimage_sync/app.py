@@ -35,6 +35,7 @@ from services.nodeimage_sync.inventory import InventoryStore
 from services.nodeimage_sync.logic.lifecycle import NodeFacts
 from services.nodeimage_sync.metrics import Metrics, QueueMetricsAdapter
 from services.nodeimage_sync.owners import OwnerResolver, job_identity
+from services.nodeimage_sync.ownwrites import OwnWrites
 from services.nodeimage_sync.queries import NodeQueries
 from services.nodeimage_sync.reconciler import NodeImageReconciler, Timing
 from services.nodeimage_sync.settings import PROG, Settings
@@ -139,6 +140,7 @@ class App:
             ),
             clock=self._clock,
             rng=random.Random(),
+            own_writes=OwnWrites(in_flight_wait=settings.own_write_wait),
         )
         self._workers: list[threading.Thread] = []
         triggers = Triggers(

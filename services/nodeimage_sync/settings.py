@@ -51,6 +51,8 @@ class Settings:
     """Authenticate and authorize gRPC calls (design §2); off only for local experiments."""
     shutdown_grace: float = 5.0
     """Seconds calls in flight get to finish after SIGTERM."""
+    own_write_wait: float = 10.0
+    """Longest a NodeImage event waits for a worker still acting on that NodeImage before it is judged (ours)."""
 
 
 def build_parser() -> shared_settings.FlagParser:
@@ -77,6 +79,9 @@ def build_parser() -> shared_settings.FlagParser:
         "--auth", action=argparse.BooleanOptionalAction, default=True, help="authenticate and authorize gRPC calls"
     )
     parser.add_argument("--shutdown-grace", type=duration, default="5s", help="grace for calls in flight on SIGTERM")
+    parser.add_argument(
+        "--own-write-wait", type=duration, default="10s", help="an event waits this long for a worker on its NodeImage"
+    )
     return parser
 
 
@@ -101,6 +106,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         inventory_max_names=flags.inventory_max_names,
         auth=flags.auth,
         shutdown_grace=flags.shutdown_grace.total_seconds(),
+        own_write_wait=flags.own_write_wait.total_seconds(),
     )
 
 

@@ -36,6 +36,8 @@ def test_defaults_are_upstreams():
 def test_timers_are_flags():
     parsed = settings.parse(["--creation-delay=2s", "--response-timeout=1m30s", "--node-selector=a=b,c"], {})
     assert (parsed.creation_delay, parsed.response_timeout, parsed.node_selector) == (2.0, 90.0, "a=b,c")
+    assert settings.parse([], {}).own_write_wait == 10.0
+    assert settings.parse(["--own-write-wait=500ms"], {}).own_write_wait == 0.5
 
 
 @pytest.mark.parametrize(
