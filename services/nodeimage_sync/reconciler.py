@@ -260,13 +260,14 @@ class NodeImageReconciler:
 
         def write(nodeimage: NodeImage, decided: _Write) -> tuple[_Write, objects.RawObject]:
             action = "status" if decided.to_status else "spec"
-            apply = self._api.patch_status if decided.to_status else self._api.patch
             with _write_span(name, action, changes=decided.changes, traces=decided.traces):
-                written = apply(
+                written = patching.write_at(
+                    self._api,
                     resources.NODE_IMAGES,
                     name,
                     decided.patch,
-                    resource_version=nodeimage.metadata.resource_version or None,
+                    resource_version=nodeimage.metadata.resource_version,
+                    status=decided.to_status,
                 )
             return decided, written
 

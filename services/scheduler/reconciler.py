@@ -411,11 +411,12 @@ class JobReconciler:
             return {"spec": {"images": {image: patching.merge_patch(old_image, planned.to_dict()) or None}}}
 
         def write(node: NodeImage, patch: dict[str, Any]) -> objects.RawObject:
-            return self._api.patch(
+            return patching.write_at(
+                self._api,
                 resources.NODE_IMAGES,
                 node.metadata.name,
                 patch,
-                resource_version=node.metadata.resource_version or None,
+                resource_version=node.metadata.resource_version,
             )
 
         span_attributes = {

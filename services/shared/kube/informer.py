@@ -283,7 +283,7 @@ class Informer(Generic[T]):
         ):
             resource_version = page.resource_version
             entries.extend(entry for entry in map(self._entry, page.items) if entry is not None)
-            del page
+            del page  # else this page's dicts stay alive while the next one is fetched and decoded
         with self._dispatch_lock:
             changes = self.store.replace(entries)
             self._deliver(changes)
@@ -296,10 +296,8 @@ class Informer(Generic[T]):
         """What to store of `obj`, or None when the transform refuses it."""
         without_managed_fields(obj)
         key = objects.object_key(obj)
-        if self._transform is None:
-            return store.Entry(key, store.resource_version_of(obj), cast(T, obj))
         try:
-            item = self._transform(obj)
+            item = cast(T, obj) if self._transform is None else self._transform(obj)
         except ValueError as error:
             logger.warning("%r: leaving %s out of the cache: %s", self, key, error)
             return None

@@ -100,14 +100,35 @@ def write(
         errors.NotFound: the object is gone.
     """
     metadata = current.get("metadata") or {}
-    apply = api.patch_status if status else api.patch
-    return apply(
+    return write_at(
+        api,
         resource,
         str(metadata["name"]),
         patch,
         namespace=metadata.get("namespace"),
-        resource_version=str(metadata.get("resourceVersion") or "") or None,
+        resource_version=str(metadata.get("resourceVersion") or ""),
+        status=status,
     )
+
+
+def write_at(
+    api: objects.ObjectApi,
+    resource: Resource,
+    name: str,
+    patch: Mapping[str, Any],
+    *,
+    namespace: str | None = None,
+    resource_version: str,
+    status: bool = False,
+) -> objects.RawObject:
+    """`write` for a caller holding the object's name and resourceVersion rather than its dict (a typed cache).
+
+    Raises:
+        errors.Conflict: `resource_version` is no longer the stored version.
+        errors.NotFound: the object is gone.
+    """
+    apply = api.patch_status if status else api.patch
+    return apply(resource, name, patch, namespace=namespace, resource_version=resource_version or None)
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
